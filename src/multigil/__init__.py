@@ -1,0 +1,75 @@
+"""multigil: many cores for Python, through interpreters that each own a GIL.
+
+The package imports almost nothing up front: every interpreter multigil
+creates imports it too, and must start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    ExecutionFailed,
+    InterpreterError,
+    InterpreterNotFoundError,
+    NotShareableError,
+    QueueClosed,
+    QueueEmpty,
+    QueueFull,
+    TaskCancelled,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExecutionFailed",
+    "InterpreterError",
+    "InterpreterNotFoundError",
+    "NotShareableError",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+    "TaskCancelled",
+    "SharedBuffer",
+    "Queue",
+    "Lock",
+    "RLock",
+    "Event",
+    "Semaphore",
+    "Condition",
+    "InterpreterPoolExecutor",
+    "run",
+    "interpreters",
+]
+
+_FROM_CORE = {"SharedBuffer", "Queue", "Lock", "RLock", "Event", "Semaphore",
+              "BoundedSemaphore", "Condition"}
+
+if TYPE_CHECKING:
+    from . import interpreters
+    from ._core import (
+        Condition,
+        Event,
+        Lock,
+        Queue,
+        RLock,
+        Semaphore,
+        SharedBuffer,
+    )
+    from .executor import InterpreterPoolExecutor, run
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CORE:
+        from . import _core
+
+        return getattr(_core, name)
+    if name in ("InterpreterPoolExecutor", "run"):
+        from . import executor
+
+        return getattr(executor, name)
+    if name == "interpreters":
+        import importlib
+
+        return importlib.import_module(".interpreters", __name__)
+    raise AttributeError(f"module 'multigil' has no attribute {name!r}")

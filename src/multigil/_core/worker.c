@@ -1,0 +1,454 @@
+/* worker.c — the executor's worker loop.
+ *
+ *   main interpreter                      worker's interpreter
+ *   ───────────────                       ────────────────────
+ *   submit_task() ── encode ──► task queue ──► decode, resolve fn
+ *                                                  │
+ *   on_start(task_id) ◄─── (worker thread attaches to main) ◄┘
+ *                                                  │ run fn(*args)
+ *   on_done(task_id, ok, value) ◄── encode result ─┘
+ *
+ * A worker is one OS thread that enters its interpreter once and stays there,
+ * taking tasks from a native queue shared by all workers of a pool.  It
+ * attaches to the main interpreter only for the moment it takes to mark the
+ * future running and to complete it: no dispatcher thread, no extra hand-off.
+ */
+#include "mg.h"
+#include "interp.h"
+#include "call.h"
+
+/*************************************************************************
+ * Worker                                                                *
+ *************************************************************************/
+
+/* Raw so that the worker thread reads and writes it from inside its own
+ * interpreter without touching the main interpreter's Worker object.  Owner:
+ * the Worker object that allocated it; current_task is written only with the
+ * worker interpreter's GIL held, which is what makes interrupt() exact. */
+typedef struct {
+    int64_t interp_id;
+    long max_tasks;            /* 0: unlimited */
+    atomic_llong current_task; /* 0 when idle */
+    atomic_ulong thread_ident; /* the worker thread, once running */
+    atomic_long done;
+} mg_worker_raw;
+
+typedef struct {
+    PyObject_HEAD
+    mg_worker_raw *raw;
+    PyObject *queue;
+    PyObject *on_start;
+    PyObject *on_done;
+    int running;
+} WorkerObject;
+
+static int
+Worker_init(WorkerObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"interp_id", "queue", "on_start", "on_done", "max_tasks", NULL};
+    long long interp_id;
+    long max_tasks = 0;
+    PyObject *queue, *on_start, *on_done;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LOOO|l:Worker", kwlist, &interp_id,
+                                     &queue, &on_start, &on_done, &max_tasks)) {
+        return -1;
+    }
+    mg_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (mg_queue_from_object(st, queue) == NULL) {
+        return -1;
+    }
+    if (self->raw == NULL) {
+        self->raw = PyMem_RawCalloc(1, sizeof(mg_worker_raw));
+        if (self->raw == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    self->raw->interp_id = interp_id;
+    self->raw->max_tasks = max_tasks < 0 ? 0 : max_tasks;
+    Py_XSETREF(self->queue, Py_NewRef(queue));
+    Py_XSETREF(self->on_start, Py_NewRef(on_start));
+    Py_XSETREF(self->on_done, Py_NewRef(on_done));
+    return 0;
+}
+
+static int
+Worker_traverse(WorkerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->queue);
+    Py_VISIT(self->on_start);
+    Py_VISIT(self->on_done);
+    return 0;
+}
+
+static int
+Worker_clear(WorkerObject *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->on_start);
+    Py_CLEAR(self->on_done);
+    return 0;
+}
+
+static void
+Worker_dealloc(WorkerObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Worker_clear(self);
+    PyMem_RawFree(self->raw);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Attached to the main interpreter: tell it a task starts.  1: run it. */
+static int
+notify_start(WorkerObject *self, long long task_id)
+{
+    if (self->on_start == Py_None) {
+        return 1;
+    }
+    PyObject *go = PyObject_CallFunction(self->on_start, "L", task_id);
+    if (go == NULL) {
+        PyErr_WriteUnraisable(self->on_start);
+        return 0;
+    }
+    int run = PyObject_IsTrue(go);
+    Py_DECREF(go);
+    if (run < 0) {
+        PyErr_WriteUnraisable(self->on_start);
+        return 0;
+    }
+    return run;
+}
+
+/* Attached to the main interpreter: rebuild the result and complete. */
+static void
+notify_done(WorkerObject *self, mg_state *st, long long task_id, int ok, mg_blob *out)
+{
+    PyObject *value = mg_decode(st, out);
+    mg_blob_clear(out);
+    PyObject *res;
+    if (value == NULL) {
+        /* ok=None tells the pool that the value is the error met here */
+        PyObject *exc = PyErr_GetRaisedException();
+        res = PyObject_CallFunction(self->on_done, "LOO", task_id, Py_None, exc);
+        Py_XDECREF(exc);
+    }
+    else {
+        res = PyObject_CallFunction(self->on_done, "LOO", task_id,
+                                    ok ? Py_True : Py_False, value);
+        Py_DECREF(value);
+    }
+    if (res == NULL) {
+        PyErr_WriteUnraisable(self->on_done);
+    }
+    Py_XDECREF(res);
+    mg_interp_run_deferred();
+}
+
+/* Inside the worker's interpreter: run one decoded task, encode into out.
+ * Returns 1 ok, 0 failed (out holds the excinfo), and sets *fatal for
+ * SystemExit / KeyboardInterrupt. */
+static int
+run_task(WorkerObject *self, mg_state *sub, PyObject *task, mg_blob *out, int *fatal)
+{
+    /* task = (task_id, chunked, token, pickled, args, kwargs) */
+    PyObject *fn = mg_function_resolve(sub, PyTuple_GET_ITEM(task, 2),
+                                       PyTuple_GET_ITEM(task, 3));
+    PyObject *result = NULL;
+    if (fn) {
+        PyObject *args = PyTuple_GET_ITEM(task, 4);
+        PyObject *kwargs = PyTuple_GET_ITEM(task, 5);
+        int chunked = PyObject_IsTrue(PyTuple_GET_ITEM(task, 1));
+        long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
+        PyObject *remote = chunked ? mg_remote(sub) : NULL;
+        if (!chunked || remote) {
+            atomic_store(&self->raw->current_task, task_id);
+            if (chunked) {
+                result = PyObject_CallMethod(remote, "run_chunk", "OO", fn, args);
+            }
+            else {
+                result = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
+            }
+            atomic_store(&self->raw->current_task, 0);
+            /* An interrupt that arrived as the task ended is dropped: it must
+             * not hit the next task. */
+            PyThreadState_SetAsyncExc(atomic_load(&self->raw->thread_ident), NULL);
+        }
+        Py_DECREF(fn);
+    }
+    if (result && mg_encode(sub, result, out, 0) == 0) {
+        Py_DECREF(result);
+        return 1;
+    }
+    Py_XDECREF(result);
+    *fatal = mg_capture_exception(sub, out);
+    return 0;
+}
+
+PyDoc_STRVAR(Worker_run__doc__,
+"run() -> str\n--\n\n"
+"Enter the worker's interpreter and run tasks from the queue until it is\n"
+"closed ('closed'), max_tasks were done ('max_tasks'), or a task raised\n"
+"SystemExit or KeyboardInterrupt ('fatal').  Blocks the calling thread.");
+
+static PyObject *
+Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    mg_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (self->raw == NULL || self->queue == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Worker was not initialised");
+        return NULL;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "this Worker is already running");
+        return NULL;
+    }
+    mg_queue *q = mg_queue_from_object(st, self->queue);
+    if (q == NULL) {
+        return NULL;
+    }
+    mg_session s;
+    if (mg_enter(st, self->raw->interp_id, &s) < 0) {
+        return NULL;
+    }
+    mg_state *sub = mg_session_state(st, &s);
+    if (sub == NULL || s.saved == NULL) {
+        PyErr_Clear();
+        mg_leave(&s);
+        return mg_raise(st, "InterpreterError",
+                        "interpreter %lld cannot host a worker",
+                        (long long)self->raw->interp_id);
+    }
+    self->running = 1;
+    atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
+    const char *reason = "closed";
+    for (;;) {
+        mg_blob *blob = NULL;
+        int r = mg_queue_get_blob(q, MG_FOREVER, &blob);
+        if (r == 2) {
+            break;
+        }
+        if (r != 0) {
+            if (r < 0) {
+                PyErr_WriteUnraisable(NULL);
+            }
+            continue;
+        }
+        PyObject *task = mg_decode(sub, blob);
+        mg_blob_free(blob);
+        if (task == NULL || !PyTuple_Check(task) || PyTuple_GET_SIZE(task) != 6) {
+            /* submit_task built it: this cannot happen short of memory */
+            PyErr_WriteUnraisable(NULL);
+            Py_XDECREF(task);
+            continue;
+        }
+        long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
+
+        PyThreadState *worker_ts = PyThreadState_Swap(s.saved);
+        int go = notify_start(self, task_id);
+        PyThreadState_Swap(worker_ts);
+        if (!go) {
+            Py_DECREF(task);
+            continue;
+        }
+
+        mg_blob out;
+        mg_blob_init(&out);
+        int fatal = 0;
+        int ok = run_task(self, sub, task, &out, &fatal);
+        Py_DECREF(task);
+
+        worker_ts = PyThreadState_Swap(s.saved);
+        notify_done(self, st, task_id, ok, &out);
+        PyThreadState_Swap(worker_ts);
+
+        long done = atomic_fetch_add(&self->raw->done, 1) + 1;
+        if (fatal) {
+            reason = "fatal";
+            break;
+        }
+        if (self->raw->max_tasks && done >= self->raw->max_tasks) {
+            reason = "max_tasks";
+            break;
+        }
+    }
+    atomic_store(&self->raw->thread_ident, 0);
+    mg_leave(&s);
+    self->running = 0;
+    return PyUnicode_FromString(reason);
+}
+
+PyDoc_STRVAR(Worker_interrupt__doc__,
+"interrupt(task_id: int) -> bool\n--\n\n"
+"Raise TaskCancelled in the worker's thread at its next bytecode boundary,\n"
+"if it is running task `task_id` now.  Returns whether it was.");
+
+static PyObject *
+Worker_interrupt(WorkerObject *self, PyObject *arg)
+{
+    long long task_id = PyLong_AsLongLong(arg);
+    if (task_id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->raw == NULL || task_id == 0 ||
+        atomic_load(&self->raw->current_task) != task_id) {
+        Py_RETURN_FALSE;
+    }
+    mg_state *st = PyType_GetModuleState(Py_TYPE(self));
+    mg_session s;
+    if (mg_enter(st, self->raw->interp_id, &s) < 0) {
+        return NULL;
+    }
+    int hit = 0;
+    mg_state *sub = mg_session_state(st, &s);
+    /* Holding the worker interpreter's GIL: current_task cannot change now. */
+    if (sub && atomic_load(&self->raw->current_task) == task_id) {
+        PyObject *exc = mg_get_error(sub, "TaskCancelled");
+        if (exc) {
+            hit = PyThreadState_SetAsyncExc(atomic_load(&self->raw->thread_ident), exc) > 0;
+            Py_DECREF(exc);
+        }
+    }
+    PyErr_Clear();
+    mg_leave(&s);
+    return PyBool_FromLong(hit);
+}
+
+static PyObject *
+Worker_get_current_task(WorkerObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->raw ? atomic_load(&self->raw->current_task) : 0);
+}
+
+static PyObject *
+Worker_get_tasks_done(WorkerObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->raw ? atomic_load(&self->raw->done) : 0);
+}
+
+static PyObject *
+Worker_get_interp_id(WorkerObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->raw ? self->raw->interp_id : -1);
+}
+
+static PyMethodDef Worker_methods[] = {
+    {"run", (PyCFunction)Worker_run, METH_NOARGS, Worker_run__doc__},
+    {"interrupt", (PyCFunction)Worker_interrupt, METH_O, Worker_interrupt__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Worker_getset[] = {
+    {"current_task", (getter)Worker_get_current_task, NULL, "Id of the running task, 0 if idle.", NULL},
+    {"tasks_done", (getter)Worker_get_tasks_done, NULL, "Tasks this worker finished.", NULL},
+    {"interp_id", (getter)Worker_get_interp_id, NULL, "The worker's interpreter.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Worker__doc__,
+"Worker(interp_id, queue, on_start, on_done, max_tasks=0)\n--\n\n"
+"One executor worker: `run()` (in a dedicated thread) takes tasks built by\n"
+"submit_task() from `queue` and runs them in interpreter `interp_id`.\n"
+"on_start(task_id) -> bool is called in the main interpreter before a task\n"
+"runs (False skips it; None: always run); on_done(task_id, ok, value) after.");
+
+static PyType_Slot Worker_slots[] = {
+    {Py_tp_doc, (void *)Worker__doc__},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, Worker_init},
+    {Py_tp_traverse, Worker_traverse},
+    {Py_tp_clear, Worker_clear},
+    {Py_tp_dealloc, Worker_dealloc},
+    {Py_tp_methods, Worker_methods},
+    {Py_tp_getset, Worker_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Worker_spec = {
+    .name = "multigil._core.Worker",
+    .basicsize = sizeof(WorkerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Worker_slots,
+};
+
+/*************************************************************************
+ * Submitting                                                            *
+ *************************************************************************/
+
+PyDoc_STRVAR(submit_task__doc__,
+"submit_task(queue, task_id: int, fn, args: tuple, kwargs: dict | None,\n"
+"            chunked: bool) -> None\n--\n\n"
+"Encode a task and put it on a worker queue.  A chunked task applies fn to\n"
+"each argument tuple of the list `args` and returns (results, excinfo|None).");
+
+static PyObject *
+core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "submit_task(queue, task_id, fn, args, kwargs, chunked)");
+        return NULL;
+    }
+    mg_state *st = PyModule_GetState(module);
+    mg_queue *q = mg_queue_from_object(st, args[0]);
+    if (q == NULL) {
+        return NULL;
+    }
+    PyObject *ref = mg_function_ref(st, args[2]);
+    if (ref == NULL) {
+        return NULL;
+    }
+    PyObject *chunked = PyObject_IsTrue(args[5]) ? Py_True : Py_False;
+    PyObject *task = PyTuple_Pack(6, args[1], chunked, PyTuple_GET_ITEM(ref, 0),
+                                  PyTuple_GET_ITEM(ref, 1), args[3], args[4]);
+    Py_DECREF(ref);
+    if (task == NULL) {
+        return NULL;
+    }
+    mg_blob blob;
+    mg_blob_init(&blob);
+    int rc = mg_encode(st, task, &blob, 0);
+    Py_DECREF(task);
+    if (rc < 0) {
+        return NULL;
+    }
+    mg_blob *heap = mg_blob_move_to_heap(&blob);
+    if (heap == NULL) {
+        mg_blob_clear(&blob);
+        return PyErr_NoMemory();
+    }
+    rc = mg_queue_put_blob(q, heap, MG_FOREVER);
+    if (rc != 0) {
+        mg_blob_free(heap);
+        if (!PyErr_Occurred()) {
+            mg_raise(st, "QueueClosed", "the worker queue is closed");
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef worker_functions[] = {
+    {"submit_task", (PyCFunction)(void (*)(void))core_submit_task, METH_FASTCALL,
+     submit_task__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+mg_worker_init(PyObject *module, mg_state *st)
+{
+    (void)st;
+    PyObject *type = PyType_FromModuleAndSpec(module, &Worker_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int rc = PyModule_AddObjectRef(module, "Worker", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, worker_functions);
+}

@@ -1,0 +1,95 @@
+"""Exceptions raised by multigil.
+
+They live in one small module that imports nothing heavy, because every
+interpreter multigil creates imports it (the C core raises these classes).
+"""
+
+from __future__ import annotations
+
+import queue as _queue
+
+__all__ = [
+    "InterpreterError",
+    "InterpreterNotFoundError",
+    "ExecutionFailed",
+    "NotShareableError",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueClosed",
+    "TaskCancelled",
+]
+
+
+class InterpreterError(Exception):
+    """An interpreter could not be created, used or closed.
+
+    The message names the interpreter and says what to do instead, e.g. close
+    an interpreter only after the thread running in it has returned.
+    """
+
+
+class InterpreterNotFoundError(InterpreterError):
+    """The interpreter does not exist (any more): it was closed, or never existed."""
+
+
+class ExecutionFailed(InterpreterError):
+    """Code run in another interpreter raised an exception.
+
+    The exception object itself cannot cross interpreters, so what crosses is a
+    description of it, kept in :attr:`excinfo`: ``excinfo.type`` (a small
+    namespace with ``__name__``, ``__qualname__`` and ``__module__``),
+    ``excinfo.msg`` (``str(exc)``), ``excinfo.formatted`` (``"Type: msg"``) and
+    ``excinfo.errdisplay`` (the remote traceback, formatted).
+
+    :meth:`multigil.interpreters.Interpreter.call` re-raises the original
+    exception type where it can be rebuilt, with this error as its
+    ``__cause__``; :meth:`~multigil.interpreters.Interpreter.exec` raises this
+    error itself, like :mod:`concurrent.interpreters` does.
+    """
+
+    def __init__(self, excinfo):  # type: ignore[no-untyped-def]
+        self.excinfo = excinfo
+        super().__init__(excinfo)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.excinfo,))
+
+    def __str__(self) -> str:
+        info = self.excinfo
+        try:
+            text = f"{info.type.__name__}: {info.msg}" if info.msg else info.type.__name__
+        except AttributeError:
+            return str(info)
+        tb = getattr(info, "errdisplay", None)
+        if tb:
+            return f"{text}\n\nUncaught in the interpreter:\n\n{tb.rstrip()}"
+        return text
+
+
+class NotShareableError(ValueError):
+    """A value cannot be sent to another interpreter.
+
+    Raised when an argument, result or queue item is neither natively shareable
+    nor picklable (cloudpickle is tried too). The message names the type;
+    pass something picklable, or a :class:`multigil.SharedBuffer` for raw data.
+    """
+
+
+class QueueEmpty(_queue.Empty):
+    """``get_nowait()`` or ``get(timeout=...)`` found no item in a multigil queue."""
+
+
+class QueueFull(_queue.Full):
+    """``put_nowait()`` or ``put(timeout=...)`` found a bounded multigil queue full."""
+
+
+class QueueClosed(RuntimeError):
+    """The queue was closed: nothing more can be put, and once it is drained, got."""
+
+
+class TaskCancelled(BaseException):
+    """Raised inside a worker to stop a running task (timeout or cancellation).
+
+    It derives from BaseException so that ``except Exception`` in user code does
+    not swallow it.
+    """

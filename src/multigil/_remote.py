@@ -1,0 +1,169 @@
+"""What runs on the far side of a call: pickling functions, describing exceptions.
+
+This module is imported in every interpreter that multigil uses, on first
+need, so it imports only the standard library (and cloudpickle, lazily).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from types import ModuleType
+from typing import Any, Callable
+
+__all__ = ["pickle_function", "capture", "run_chunk", "ExcInfo", "raise_remote"]
+
+
+def _importable_by_name(fn: Any) -> bool:
+    """True if unpickling by name in another interpreter finds this very object."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return False
+    if module == "__main__" or "<" in qualname:  # __main__, <lambda>, <locals>
+        return False
+    mod = sys.modules.get(module)
+    if mod is None or (module != "builtins" and getattr(mod, "__spec__", None) is None):
+        return False
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is fn
+
+
+def _dumps_by_value(obj: Any) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle is a dependency
+        return pickle.dumps(obj, protocol=5)
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:
+    """Return ``(by_name, pickled)`` for a callable about to cross interpreters.
+
+    Functions importable by name travel as a reference and may be cached by the
+    receiver; lambdas, closures and functions of ``__main__`` travel by value
+    (cloudpickle), so the user's script is never re-run in a worker.
+    """
+    if not callable(fn):
+        raise TypeError(f"{type(fn).__name__!r} object is not callable")
+    # A method of a natively shared object (``queue.put``) crosses as the
+    # object and the method's name: the object itself is not picklable.
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__name__", None)
+    if owner is not None and not isinstance(owner, ModuleType) and isinstance(name, str):
+        from . import _core
+
+        if _core.is_shareable(owner) and getattr(owner, name, None) == fn:
+            return False, (owner, name)
+    try:
+        if _importable_by_name(fn):
+            return True, pickle.dumps(fn, protocol=5)
+        return False, _dumps_by_value(fn)
+    except Exception as exc:
+        from ._errors import NotShareableError
+
+        raise NotShareableError(
+            f"cannot send the callable {fn!r} (of type {type(fn).__qualname__!r}) to "
+            f"another interpreter: {exc}. Use a module-level function or a picklable "
+            "callable."
+        ) from exc
+
+
+def capture(exc: BaseException) -> tuple[Any, ...]:
+    """Describe ``exc`` as plain data: ``(name, qualname, module, msg, traceback, pickled)``."""
+    import traceback
+
+    tp = type(exc)
+    try:
+        msg = str(exc)
+    except Exception:  # a broken __str__ must not hide the error itself
+        msg = f"<unprintable {tp.__name__}>"
+    try:
+        display = "".join(traceback.format_exception(exc))
+    except Exception:
+        display = None
+    pickled = None
+    if isinstance(exc, Exception):
+        try:
+            pickled = pickle.dumps(exc, protocol=5)
+        except Exception:
+            pickled = None
+    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled)
+
+
+def run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> tuple[list[Any], Any]:
+    """Apply ``fn`` to each argument tuple; ``(results, None)`` or ``(partial, excinfo)``."""
+    results: list[Any] = []
+    append = results.append
+    try:
+        for args in items:
+            append(fn(*args))
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        return results, capture(exc)
+    return results, None
+
+
+class _TypeInfo:
+    """Stands for the exception's type, which cannot cross: its names only."""
+
+    def __init__(self, name: str, qualname: str, module: str) -> None:
+        self.__name__ = name
+        self.__qualname__ = qualname
+        self.__module__ = module
+
+    def __repr__(self) -> str:
+        return f"<exception type {self.__module__}.{self.__qualname__}>"
+
+
+class ExcInfo:
+    """A snapshot of an exception raised in another interpreter (``ExecutionFailed.excinfo``)."""
+
+    __slots__ = ("type", "msg", "errdisplay", "_pickled")
+
+    def __init__(self, raw: tuple[Any, ...]) -> None:
+        name, qualname, module, msg, display, pickled = raw
+        self.type = _TypeInfo(name, qualname, module)
+        self.msg = msg
+        self.errdisplay = display
+        self._pickled = pickled
+
+    @property
+    def formatted(self) -> str:
+        return f"{self.type.__name__}: {self.msg}" if self.msg else self.type.__name__
+
+    def rebuild(self) -> BaseException | None:
+        """The original exception, unpickled here, or None if it cannot be."""
+        if self._pickled is None:
+            return None
+        try:
+            exc = pickle.loads(self._pickled)
+        except Exception:
+            return None
+        return exc if isinstance(exc, BaseException) else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        t = self.type
+        return (ExcInfo, ((t.__name__, t.__qualname__, t.__module__, self.msg,
+                           self.errdisplay, self._pickled),))
+
+    def __repr__(self) -> str:
+        return f"ExcInfo({self.formatted!r})"
+
+
+def raise_remote(raw: tuple[Any, ...], rebuild: bool = True) -> None:
+    """Raise what ``capture`` described: the original type where it can be rebuilt,
+    with :class:`ExecutionFailed` (holding the remote traceback) as its cause."""
+    from ._errors import ExecutionFailed
+
+    info = ExcInfo(raw)
+    failed = ExecutionFailed(info)
+    original = info.rebuild() if rebuild else None
+    if original is None:
+        raise failed
+    raise original from failed

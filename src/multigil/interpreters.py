@@ -1,0 +1,270 @@
+"""Interpreters with their own GIL, on CPython 3.12 and later.
+
+The same names and meaning as CPython 3.14's :mod:`concurrent.interpreters`
+(PEP 734), and more where 3.14 is weak:
+
+* :meth:`Interpreter.call` returns the result, takes any picklable function and
+  arguments, and sends lambdas, closures and functions of ``__main__`` by value
+  (cloudpickle), so your script is never re-run in the interpreter;
+* an exception raised inside is re-raised here as the same type where it can be
+  rebuilt, with :class:`ExecutionFailed` (holding the remote traceback) as its
+  ``__cause__``;
+* a new interpreter starts with the caller's ``sys.path`` (the working
+  directory is process-wide anyway);
+* queues block on a condition variable: no 10 ms polling, exact float timeouts.
+
+Example::
+
+    from multigil import interpreters
+
+    with interpreters.create() as interp:
+        print(interp.call(sum, range(10)))      # 45, computed under another GIL
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import weakref
+from typing import Any, Callable, TypeVar
+
+from . import _compat, _core
+from ._core import Queue
+from ._errors import (
+    ExecutionFailed,
+    InterpreterError,
+    InterpreterNotFoundError,
+    NotShareableError,
+    QueueEmpty,
+    QueueFull,
+)
+from ._remote import raise_remote
+
+__all__ = [
+    "Interpreter",
+    "create",
+    "list_all",
+    "get_current",
+    "get_main",
+    "is_shareable",
+    "create_queue",
+    "Queue",
+    "InterpreterError",
+    "InterpreterNotFoundError",
+    "ExecutionFailed",
+    "NotShareableError",
+    "QueueEmpty",
+    "QueueFull",
+]
+
+T = TypeVar("T")
+
+_BOOTSTRAP = "import sys\nsys.path[:] = {path!r}\nimport multigil._subinit\n"
+
+# One Interpreter object per id, as in concurrent.interpreters.
+_cache: weakref.WeakValueDictionary[int, Interpreter] = weakref.WeakValueDictionary()
+_cache_lock = threading.Lock()
+
+
+class Interpreter:
+    """A handle on one interpreter, which has its own GIL and its own modules.
+
+    Get one from :func:`create`, :func:`get_current`, :func:`get_main` or
+    :func:`list_all`; ``Interpreter(id)`` returns the handle of an existing
+    interpreter.  Use it as a context manager to close it at the end.
+    """
+
+    __slots__ = ("_id", "_whence", "__weakref__")
+    _id: int
+    _whence: str
+
+    def __new__(cls, id: int, /, _whence: str | None = None) -> Interpreter:
+        if not isinstance(id, int) or isinstance(id, bool):
+            raise TypeError(f"interpreter id must be an int, not {type(id).__name__}")
+        with _cache_lock:
+            self = _cache.get(id)
+            if self is not None:
+                return self
+            if _whence is None:
+                status = _core.status(id)
+                if status is None:
+                    raise InterpreterNotFoundError(f"interpreter {id} does not exist")
+                _whence = status[0]
+            self = super().__new__(cls)
+            self._id = id
+            self._whence = _whence
+            _cache[id] = self
+            return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Interpreter, (self._id,))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._id})"
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Interpreter) and other._id == self._id
+
+    def __enter__(self) -> Interpreter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def id(self) -> int:
+        """The interpreter's id, as CPython numbers it."""
+        return self._id
+
+    @property
+    def whence(self) -> str:
+        """Where it came from: ``'runtime init'`` for the main interpreter,
+        ``'C-API'`` for those multigil created, ``'unknown'`` otherwise."""
+        return self._whence
+
+    def is_running(self) -> bool:
+        """Whether some thread is running code in it right now."""
+        status = _core.status(self._id)
+        if status is None:
+            raise InterpreterNotFoundError(f"interpreter {self._id} was closed")
+        busy: int = status[1]
+        if self._id == _core.get_current():
+            return True
+        return busy > 0
+
+    def close(self) -> None:
+        """Finalise and destroy the interpreter.
+
+        Raises :class:`InterpreterError` if a thread is running in it (close it
+        after that call returns), and :class:`InterpreterNotFoundError` if it
+        was already closed.
+        """
+        _core.destroy(self._id)
+        _owned.discard(self._id)
+
+    def prepare_main(self, ns: dict[str, Any] | None = None, /, **kwargs: Any) -> Interpreter:
+        """Bind names in the interpreter's ``__main__`` module, for :meth:`exec`.
+
+        Values cross like call arguments: natively, or pickled.
+        """
+        values = dict(ns or {}, **kwargs)
+        if values:
+            failure = _core.set_main_attrs(self._id, values)
+            if failure is not None:
+                raise_remote(failure, rebuild=False)
+        return self
+
+    def exec(self, code: str | Callable[[], object], /) -> None:
+        """Run source code (or a function taking no arguments) in ``__main__``.
+
+        Like :mod:`concurrent.interpreters`, an uncaught exception raises
+        :class:`ExecutionFailed`, whose ``excinfo`` describes it.
+        """
+        if isinstance(code, str):
+            failure = _core.exec(self._id, code)
+            if failure is not None:
+                raise_remote(failure, rebuild=False)
+        elif callable(code):
+            ok, value = _core.call(self._id, code, (), None)
+            if not ok:
+                raise_remote(value, rebuild=False)
+        else:
+            raise TypeError(f"exec() takes source code or a function, not {type(code).__name__}")
+
+    def call(self, callable: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``callable(*args, **kwargs)`` in this interpreter, from this thread,
+        and return its result.
+
+        An exception raised inside is re-raised here as the same type where it
+        can be rebuilt (pickled), with :class:`ExecutionFailed` as its
+        ``__cause__``; otherwise :class:`ExecutionFailed` itself is raised.
+        ``SystemExit`` and ``KeyboardInterrupt`` inside always come out as
+        :class:`ExecutionFailed`: they end that call, not this program.
+        """
+        ok, value = _core.call(self._id, callable, args, kwargs or None)
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise_remote(value)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def call_in_thread(self, callable: Callable[..., object], /, *args: Any,
+                       **kwargs: Any) -> threading.Thread:
+        """Start a thread that calls ``callable(*args, **kwargs)`` in this
+        interpreter, and return it.  An exception goes to ``threading.excepthook``."""
+
+        def run() -> None:
+            self.call(callable, *args, **kwargs)
+
+        t = threading.Thread(target=run, name=f"multigil-interp-{self._id}")
+        t.start()
+        return t
+
+
+# Ids of the interpreters created through this module, closed at exit.
+_owned: set[int] = set()
+_atexit_registered = False
+
+
+def create() -> Interpreter:
+    """Create a new isolated interpreter with its own GIL and return it.
+
+    It starts with the caller's ``sys.path``; close it with
+    :meth:`Interpreter.close` (or a ``with`` block).  Interpreters still open
+    when the program exits are closed then.
+    """
+    global _atexit_registered
+    _compat.prime_main_interpreter()
+    iid: int = _core.create(_BOOTSTRAP.format(path=list(sys.path)))
+    _owned.add(iid)
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_close_all)
+    return Interpreter(iid, "C-API")
+
+
+def list_all() -> list[Interpreter]:
+    """Every interpreter multigil knows of: the main one, those it created, and
+    any other interpreter that imported multigil."""
+    return [Interpreter(iid, whence) for iid, whence in _core.list_all()]
+
+
+def get_current() -> Interpreter:
+    """The interpreter running this code."""
+    iid = _core.get_current()
+    status = _core.status(iid)
+    return Interpreter(iid, status[0] if status else "unknown")
+
+
+def get_main() -> Interpreter:
+    """The main interpreter."""
+    return Interpreter(_core.get_main(), "runtime init")
+
+
+def is_shareable(obj: object) -> bool:
+    """Whether ``obj`` crosses interpreters natively, without pickle: None, bool,
+    int, float, complex, str, bytes, bytearray, tuples, lists, dicts, sets and
+    frozensets of those, memoryviews, and multigil's queues, shared buffers and
+    locks.  Other picklable objects cross too, by pickle."""
+    return bool(_core.is_shareable(obj))
+
+
+def create_queue(maxsize: int = 0) -> Queue:
+    """A new cross-interpreter :class:`Queue` (0: unbounded)."""
+    return Queue(maxsize)
+
+
+def _close_all() -> None:
+    """Close every interpreter created here, newest first (at exit)."""
+    for iid in sorted(_owned, reverse=True):
+        try:
+            _core.destroy(iid)
+        except InterpreterNotFoundError:
+            pass
+        except InterpreterError as exc:
+            print(f"multigil: could not close interpreter {iid} at exit: {exc}",
+                  file=sys.stderr)
+        _owned.discard(iid)

@@ -1,0 +1,97 @@
+"""Functions the tests run inside interpreters (standard library only)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+
+def noop() -> None:
+    return None
+
+
+def echo(*args: Any, **kwargs: Any) -> Any:
+    return args, kwargs
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def raise_value_error(msg: str) -> None:
+    raise ValueError(msg)
+
+
+def raise_system_exit(code: int) -> None:
+    sys.exit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def interpreter_id() -> int:
+    from multigil import interpreters
+
+    return interpreters.get_current().id
+
+
+def sys_path() -> list[str]:
+    return list(sys.path)
+
+
+def getcwd() -> str:
+    return os.getcwd()
+
+
+def import_and_call(module: str, attr: str, *args: Any) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)(*args)
+
+
+def try_import(module: str) -> str:
+    import importlib
+
+    importlib.import_module(module)
+    return "imported"
+
+
+def work_slices(seconds: float, slice_iterations: int = 2000) -> list[tuple[int, int]]:
+    """Busy pure-Python work for about `seconds`, cut into short slices; the
+    (start, end) of each slice in perf_counter_ns, which every interpreter
+    reads from the same process-wide monotonic clock."""
+    slices = []
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    while True:
+        start = clock()
+        x = 0
+        for i in range(slice_iterations):
+            x += i * i
+        end = clock()
+        slices.append((start, end))
+        if end > deadline:
+            return slices
+
+
+def unpicklable_result() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def main_has(name: str) -> bool:
+    import __main__
+
+    return hasattr(__main__, name)
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
