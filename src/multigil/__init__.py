@@ -6,7 +6,7 @@ creates imports it too, and must start fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself is not imported: see the docstring
 
 from ._errors import (
     ExecutionFailed,
@@ -15,7 +15,6 @@ from ._errors import (
     NotShareableError,
     QueueClosed,
     QueueEmpty,
-    QueueFull,
     TaskCancelled,
 )
 
@@ -46,6 +45,10 @@ _FROM_CORE = {"SharedBuffer", "Queue", "Lock", "RLock", "Event", "Semaphore",
               "BoundedSemaphore", "Condition"}
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._errors import QueueFull
+
     from . import interpreters
     from ._core import (
         Condition,
@@ -64,6 +67,10 @@ def __getattr__(name: str) -> Any:
         from . import _core
 
         return getattr(_core, name)
+    if name == "QueueFull":
+        from . import _errors
+
+        return _errors.QueueFull
     if name in ("InterpreterPoolExecutor", "run"):
         from . import executor
 

@@ -6,7 +6,7 @@ interpreter multigil creates imports it (the C core raises these classes).
 
 from __future__ import annotations
 
-import queue as _queue
+from _queue import Empty as _Empty
 
 __all__ = [
     "InterpreterError",
@@ -75,12 +75,8 @@ class NotShareableError(ValueError):
     """
 
 
-class QueueEmpty(_queue.Empty):
+class QueueEmpty(_Empty):
     """``get_nowait()`` or ``get(timeout=...)`` found no item in a multigil queue."""
-
-
-class QueueFull(_queue.Full):
-    """``put_nowait()`` or ``put(timeout=...)`` found a bounded multigil queue full."""
 
 
 class QueueClosed(RuntimeError):
@@ -93,3 +89,18 @@ class TaskCancelled(BaseException):
     It derives from BaseException so that ``except Exception`` in user code does
     not swallow it.
     """
+
+
+def __getattr__(name: str) -> type:
+    # QueueFull derives from queue.Full, which lives in the pure-Python queue
+    # module (threading, heapq, ...): built on first use, not at start-up.
+    if name == "QueueFull":
+        import queue
+
+        class QueueFull(queue.Full):
+            """``put_nowait()`` or ``put(timeout=...)`` found a bounded multigil queue full."""
+
+        QueueFull.__module__ = __name__
+        globals()["QueueFull"] = QueueFull
+        return QueueFull
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import sys
 from importlib.machinery import ExtensionFileLoader
-from typing import Any
 
 from multigil import _core
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from multigil._compat import KWTUPLE_BUG
 
