@@ -369,8 +369,10 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     else {
         ok = run_call(sub, &in, &out);
     }
-    mg_leave(&s);
+    /* Dropped while still in the callee: zero-copy exports of the caller's
+     * buffers are then released by the caller as soon as mg_leave returns. */
     mg_blob_clear(&in);
+    mg_leave(&s);
     Py_DECREF(payload);
     if (ok < 0) {
         return mg_raise(st, "InterpreterError",
@@ -481,8 +483,8 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_XDECREF(ns);
     }
-    mg_leave(&s);
     mg_blob_clear(&in);
+    mg_leave(&s);
     if (ok < 0) {
         return mg_raise(st, "InterpreterError",
                         "multigil._core is not imported in interpreter %lld", (long long)id);

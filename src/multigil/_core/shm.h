@@ -1,0 +1,28 @@
+/* shm.h — the zero-copy buffer kinds of shm.c, as the encoder (xidata.c) uses them.
+ *
+ * Kept out of mg.h because only xidata.c needs them: mg.h stays the contract
+ * between all the C files, this is a private seam between two of them.
+ */
+#ifndef MULTIGIL_SHM_H
+#define MULTIGIL_SHM_H
+
+#include "mg.h"
+
+/* An "export": the buffer of `exporter` (a memoryview, in practice), taken now
+ * in the current interpreter, kept alive for other interpreters.  Its wrap()
+ * builds a memoryview (over a ForeignBuffer) with the same format, shape,
+ * strides and read-only flag.  Writable buffers stay writable.  When the last
+ * reference goes, the Py_buffer is released by the owner interpreter (through
+ * mg_interp_defer); the owner counts it in mg_interp_exports_add meanwhile.
+ * Returns a new reference, or NULL with an exception set (BufferError,
+ * ValueError for a released memoryview, MemoryError). */
+mg_shared *mg_export_new(PyObject *exporter);
+
+/* A "chunk": a raw, refcounted, 64-byte aligned copy of n bytes.  Its wrap()
+ * builds a read-only ForeignBuffer over the copy (no second copy), alive as
+ * long as that object is.  Used for pickle's out-of-band buffers.  Returns a
+ * new reference, or NULL with MemoryError set. */
+mg_shared *mg_chunk_new(const void *data, size_t n);
+extern const mg_shared_kind mg_chunk_kind;
+
+#endif

@@ -1,0 +1,1595 @@
+/* xidata.c — cross-interpreter data: values as interpreter-free bytes.
+ *
+ * A value crosses in two steps.  mg_encode() walks it in the sender and writes
+ * a byte stream, plus references to shared raw objects, into an mg_blob made of
+ * raw memory only; mg_decode() rebuilds an equal value from the blob in the
+ * receiver.  Neither side ever sees the other's objects.
+ *
+ * Built-in value types (exact types only) are written natively; shared objects
+ * (queues, locks, SharedBuffer) travel as handles; a memoryview travels as an
+ * export of its memory (no copy); everything else goes through pickle
+ * protocol 5, with large out-of-band buffers in raw chunks (one copy).
+ *
+ * The stream never leaves the process, so numbers are stored in native byte
+ * order and widths; it is still bounds-checked on decode, because a corrupt
+ * blob must raise, not crash.
+ */
+#include "mg.h"
+#include "shm.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* Deeper values are refused: it bounds the C stack, and stops self-referencing
+ * containers, which would otherwise recurse forever. */
+#define MG_MAX_DEPTH 1000
+/* With MG_ENCODE_BORROW, bytes/str payloads at least this big are referenced
+ * in place instead of copied into the blob. */
+#define MG_BORROW_MIN 4096
+/* Pickle out-of-band buffers at least this big go into their own raw chunk,
+ * viewed in place by the receiver; smaller ones are copied into the stream. */
+#define MG_CHUNK_MIN (64 * 1024)
+#define MG_BLOB_MIN_CAPACITY 256
+#define MG_PICKLE_PROTOCOL 5
+
+/*************************************************************************
+ * Stream format                                                        *
+ *************************************************************************
+ *
+ * Every value is a tag byte followed by its payload.  "n" is an unsigned
+ * LEB128 varint; "ptr" is a native pointer (8 bytes on 64-bit).
+ *
+ *   NONE TRUE FALSE             -
+ *   INT8/16/32/64               the value in 1/2/4/8 bytes
+ *   BIGINT_LE                   n, then n bytes two's complement little endian (3.13+)
+ *   BIGINT_HEX                  n, then n ASCII bytes as int(x, 16) reads them (3.12)
+ *   FLOAT                       8 bytes;  COMPLEX: 16 bytes
+ *   STR1/STR2/STR4              n code points, padding to the kind's alignment,
+ *                               then the PEP 393 data (so lone surrogates survive)
+ *   STR_REF                     kind byte, n code points, ptr   (MG_ENCODE_BORROW)
+ *   BYTES, BYTEARRAY            n, then n bytes
+ *   BYTES_REF                   n, ptr                          (MG_ENCODE_BORROW)
+ *   TUPLE LIST SET FROZENSET    n, then n values
+ *   DICT                        n, then n (key, value) pairs
+ *   HANDLE                      n = index into blob->handles
+ *   PICKLE                      n, n bytes of pickle, then the count of
+ *                               out-of-band buffers, each INLINE (n, n bytes)
+ *                               or CHUNK (n = index into blob->handles)
+ */
+enum {
+    T_NONE = 1,
+    T_TRUE,
+    T_FALSE,
+    T_INT8,
+    T_INT16,
+    T_INT32,
+    T_INT64,
+    T_BIGINT_LE,
+    T_BIGINT_HEX,
+    T_FLOAT,
+    T_COMPLEX,
+    T_STR1,
+    T_STR2,
+    T_STR4,
+    T_STR_REF,
+    T_BYTES,
+    T_BYTES_REF,
+    T_BYTEARRAY,
+    T_TUPLE,
+    T_LIST,
+    T_DICT,
+    T_SET,
+    T_FROZENSET,
+    T_HANDLE,
+    T_PICKLE,
+};
+
+enum { PB_INLINE = 1, PB_CHUNK = 2 };
+
+/*************************************************************************
+ * Blobs                                                                *
+ *************************************************************************/
+
+void
+mg_blob_init(mg_blob *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void
+mg_blob_clear(mg_blob *b)
+{
+    for (size_t i = 0; i < b->nhandles; i++) {
+        mg_shared_decref(b->handles[i]);
+    }
+    PyMem_RawFree(b->handles);
+    PyMem_RawFree(b->data);
+    mg_blob_init(b);
+}
+
+mg_blob *
+mg_blob_move_to_heap(mg_blob *b)
+{
+    mg_blob *h = (mg_blob *)PyMem_RawMalloc(sizeof(*h));
+    if (h == NULL) {
+        return NULL;
+    }
+    *h = *b;
+    mg_blob_init(b);
+    return h;
+}
+
+void
+mg_blob_free(mg_blob *b)
+{
+    if (b != NULL) {
+        mg_blob_clear(b);
+        PyMem_RawFree(b);
+    }
+}
+
+/*************************************************************************
+ * Writing                                                              *
+ *************************************************************************/
+
+/* Geometric growth: amortized O(1) per byte however the blob is written. */
+static int
+blob_grow(mg_blob *b, size_t need)
+{
+    if (need > (size_t)PY_SSIZE_T_MAX - b->size) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t cap = MG_BLOB_MIN_CAPACITY;
+    if (b->capacity) {
+        cap = b->capacity <= (size_t)PY_SSIZE_T_MAX / 2 ? 2 * b->capacity : (size_t)PY_SSIZE_T_MAX;
+    }
+    /* One big write (a large bytes) gets what it needs, not twice that:
+     * doubling 16 MiB past glibc's mmap threshold would fault in fresh
+     * pages on every send.  An eighth more leaves room for what follows. */
+    if (cap - b->size < need) {
+        size_t want = b->size + need;
+        cap = want + (want <= (size_t)PY_SSIZE_T_MAX - want / 8 ? want / 8 : 0);
+    }
+    char *p = (char *)PyMem_RawRealloc(b->data, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = p;
+    b->capacity = cap;
+    return 0;
+}
+
+static inline int
+reserve(mg_blob *b, size_t n)
+{
+    return (b->capacity - b->size >= n) ? 0 : blob_grow(b, n);
+}
+
+/* The put_* helpers assume reserve() made room: 10 bytes for a varint. */
+#define VARINT_MAX 10
+
+static inline void
+put_u8(mg_blob *b, unsigned v)
+{
+    b->data[b->size++] = (char)v;
+}
+
+static inline void
+put_varint(mg_blob *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        b->data[b->size++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    b->data[b->size++] = (char)v;
+}
+
+static inline void
+put_raw(mg_blob *b, const void *p, size_t n)
+{
+    if (n > 0) {
+        memcpy(b->data + b->size, p, n);
+        b->size += n;
+    }
+}
+
+static inline void
+put_ptr(mg_blob *b, const void *p)
+{
+    memcpy(b->data + b->size, &p, sizeof(p));
+    b->size += sizeof(p);
+}
+
+/* Takes the reference `raw` (dropped on failure). */
+static int
+put_handle(mg_blob *b, mg_shared *raw)
+{
+    if (b->nhandles == b->hcapacity) {
+        size_t cap = b->hcapacity ? 2 * b->hcapacity : 4;
+        mg_shared **h = (mg_shared **)PyMem_RawRealloc(b->handles, cap * sizeof(*h));
+        if (h == NULL) {
+            mg_shared_decref(raw);
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->handles = h;
+        b->hcapacity = cap;
+    }
+    size_t idx = b->nhandles;
+    b->handles[b->nhandles++] = raw;
+    if (reserve(b, 1 + VARINT_MAX) < 0) {
+        return -1;      /* the handle stays in the blob, cleared with it */
+    }
+    put_u8(b, T_HANDLE);
+    put_varint(b, idx);
+    return 0;
+}
+
+/*************************************************************************
+ * Pickle, the fallback                                                 *
+ *************************************************************************/
+
+/* Fill the lazily imported pickle helpers of this interpreter's state.
+ * Decoding needs only pickle.loads: importing cloudpickle (slow, ~ms) is left
+ * to the first encode that needs it. */
+static int
+mg_pickler(mg_state *st, int for_dumps)
+{
+    if (st->pickle_loads == NULL || st->PickleBufferType == NULL) {
+        PyObject *pickle = PyImport_ImportModule("pickle");
+        if (pickle == NULL) {
+            return -1;
+        }
+        if (st->pickle_loads == NULL) {
+            st->pickle_loads = PyObject_GetAttrString(pickle, "loads");
+        }
+        if (st->pickle_loads != NULL && st->PickleBufferType == NULL) {
+            st->PickleBufferType = PyObject_GetAttrString(pickle, "PickleBuffer");
+        }
+        Py_DECREF(pickle);
+        if (st->pickle_loads == NULL || st->PickleBufferType == NULL) {
+            return -1;
+        }
+    }
+    if (for_dumps && st->pickle_dumps == NULL) {
+        /* cloudpickle pickles lambdas, closures and __main__ functions by value. */
+        PyObject *mod = PyImport_ImportModule("cloudpickle");
+        if (mod == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+                return -1;
+            }
+            PyErr_Clear();
+            mod = PyImport_ImportModule("pickle");
+            if (mod == NULL) {
+                return -1;
+            }
+        }
+        st->pickle_dumps = PyObject_GetAttrString(mod, "dumps");
+        Py_DECREF(mod);
+        if (st->pickle_dumps == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Turn the pending exception into NotShareableError naming obj's type, with
+ * the original as __cause__.  Interrupts and MemoryError pass unchanged: they
+ * say nothing about the value. */
+static int
+not_shareable(mg_state *st, PyObject *obj, const char *how)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc == NULL) {
+        return -1;
+    }
+    if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)
+        || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    PyObject *nse = mg_get_error(st, "NotShareableError");
+    if (nse == NULL) {
+        Py_DECREF(exc);
+        return -1;
+    }
+    int already = PyErr_GivenExceptionMatches(exc, nse);
+    Py_DECREF(nse);
+    if (already) {
+        /* Raised by a nested encode (e.g. in a __reduce__): it says it best. */
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+
+    PyObject *name = PyType_GetQualName(Py_TYPE(obj));
+    PyObject *reason = PyObject_Str(exc);
+    if (name == NULL || reason == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(reason);
+        Py_DECREF(exc);
+        return -1;
+    }
+    /* Built here, passed as "%s": mg_raise's formatter needs nothing more. */
+    Py_ssize_t rlen = PyUnicode_GET_LENGTH(reason);
+    if (rlen > 0 && PyUnicode_READ_CHAR(reason, rlen - 1) == '.') {
+        Py_SETREF(reason, PyUnicode_Substring(reason, 0, rlen - 1));
+    }
+    PyObject *msg = reason == NULL ? NULL : PyUnicode_FromFormat(
+        "cannot send an object of type '%U' to another interpreter: %s%U. "
+        "Send picklable data, a memoryview, or a multigil.SharedBuffer.",
+        name, how, reason);
+    const char *cmsg = msg == NULL ? NULL : PyUnicode_AsUTF8(msg);
+    Py_DECREF(name);
+    Py_XDECREF(reason);
+    if (cmsg == NULL) {
+        Py_XDECREF(msg);
+        Py_DECREF(exc);
+        return -1;
+    }
+    mg_raise(st, "NotShareableError", "%s", cmsg);
+    Py_DECREF(msg);
+
+    PyObject *nexc = PyErr_GetRaisedException();
+    if (nexc != NULL) {
+        PyException_SetContext(nexc, Py_NewRef(exc));
+        PyException_SetCause(nexc, exc);     /* steals exc */
+        PyErr_SetRaisedException(nexc);
+    }
+    else {
+        Py_DECREF(exc);
+    }
+    return -1;
+}
+
+/* Append the out-of-band buffer `pb` (a PickleBuffer) to the stream. */
+static int
+put_pickle_buffer(mg_blob *b, PyObject *pb)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(pb, &view, PyBUF_FULL_RO) < 0) {
+        return -1;
+    }
+    int rc = -1;
+    if (!PyBuffer_IsContiguous(&view, 'A')) {
+        PyErr_SetString(PyExc_BufferError, "out-of-band pickle buffer is not contiguous");
+        goto done;
+    }
+    size_t n = (size_t)view.len;
+    if (n >= MG_CHUNK_MIN) {
+        mg_shared *chunk = mg_chunk_new(view.buf, n);
+        if (chunk == NULL) {
+            goto done;
+        }
+        if (reserve(b, 1) < 0) {
+            mg_shared_decref(chunk);
+            goto done;
+        }
+        put_u8(b, PB_CHUNK);
+        /* put_handle writes T_HANDLE + index: read back as such. */
+        rc = put_handle(b, chunk);
+    }
+    else {
+        if (reserve(b, 1 + VARINT_MAX + n) < 0) {
+            goto done;
+        }
+        put_u8(b, PB_INLINE);
+        put_varint(b, n);
+        put_raw(b, view.buf, n);
+        rc = 0;
+    }
+done:
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+static int
+enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
+{
+    if (mg_pickler(st, 1) < 0) {
+        return -1;
+    }
+    PyObject *buffers = PyList_New(0);
+    if (buffers == NULL) {
+        return -1;
+    }
+    PyObject *data = NULL;
+    PyObject *callback = PyObject_GetAttrString(buffers, "append");
+    PyObject *kwnames = Py_BuildValue("(s)", "buffer_callback");
+    PyObject *protocol = PyLong_FromLong(MG_PICKLE_PROTOCOL);
+    if (callback != NULL && kwnames != NULL && protocol != NULL) {
+        PyObject *args[3] = {obj, protocol, callback};
+        data = PyObject_Vectorcall(st->pickle_dumps, args, 2, kwnames);
+    }
+    Py_XDECREF(callback);
+    Py_XDECREF(kwnames);
+    Py_XDECREF(protocol);
+    if (data == NULL) {
+        Py_DECREF(buffers);
+        return not_shareable(st, obj, "");
+    }
+    int rc = -1;
+    char *p;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(data, &p, &n) < 0) {
+        goto done;
+    }
+    Py_ssize_t nbuf = PyList_GET_SIZE(buffers);
+    if (reserve(b, 1 + 2 * VARINT_MAX + (size_t)n) < 0) {
+        goto done;
+    }
+    put_u8(b, T_PICKLE);
+    put_varint(b, (uint64_t)n);
+    put_raw(b, p, (size_t)n);
+    put_varint(b, (uint64_t)nbuf);
+    for (Py_ssize_t i = 0; i < nbuf; i++) {
+        if (put_pickle_buffer(b, PyList_GET_ITEM(buffers, i)) < 0) {
+            not_shareable(st, obj, "");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    Py_DECREF(data);
+    Py_DECREF(buffers);
+    return rc;
+}
+
+/*************************************************************************
+ * Encoding                                                             *
+ *************************************************************************/
+
+typedef struct {
+    mg_state *st;
+    mg_blob *b;
+    int borrow;     /* MG_ENCODE_BORROW was passed */
+} enc_t;
+
+static int enc(enc_t *e, PyObject *o, int depth, int borrow);
+
+static int
+too_deep(enc_t *e)
+{
+    mg_raise(e->st, "NotShareableError",
+             "cannot send a value nesting deeper than %d levels to another interpreter "
+             "(is a container inside itself?)", MG_MAX_DEPTH);
+    return -1;
+}
+
+static int
+changed_size(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "%s changed size while it was being sent", what);
+    return -1;
+}
+
+static int
+enc_bigint(enc_t *e, PyObject *o)
+{
+    mg_blob *b = e->b;
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t n = PyLong_AsNativeBytes(o, NULL, 0, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+    if (n < 0) {
+        return -1;
+    }
+    if (reserve(b, 1 + VARINT_MAX + (size_t)n) < 0) {
+        return -1;
+    }
+    put_u8(b, T_BIGINT_LE);
+    put_varint(b, (uint64_t)n);
+    Py_ssize_t got = PyLong_AsNativeBytes(o, b->data + b->size, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+    if (got < 0) {
+        return -1;
+    }
+    if (got > n) {
+        PyErr_SetString(PyExc_SystemError, "multigil: int changed size while encoding");
+        return -1;
+    }
+    b->size += (size_t)n;
+    return 0;
+#else
+    /* Hex is linear both ways (power-of-two base) and not subject to the
+     * int/str digit limit. */
+    PyObject *hex = PyNumber_ToBase(o, 16);
+    if (hex == NULL) {
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(hex, &n);
+    if (s == NULL || reserve(b, 1 + VARINT_MAX + (size_t)n) < 0) {
+        Py_DECREF(hex);
+        return -1;
+    }
+    put_u8(b, T_BIGINT_HEX);
+    put_varint(b, (uint64_t)n);
+    put_raw(b, s, (size_t)n);
+    Py_DECREF(hex);
+    return 0;
+#endif
+}
+
+static inline int
+enc_int(enc_t *e, PyObject *o)
+{
+    long long v;
+    /* Most ints are "compact" (one 30-bit digit): read inline, no call. */
+    if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        v = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    }
+    else {
+        int overflow;
+        v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            return enc_bigint(e, o);
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    mg_blob *b = e->b;
+    if (reserve(b, 9) < 0) {
+        return -1;
+    }
+    if (v >= INT8_MIN && v <= INT8_MAX) {
+        int8_t x = (int8_t)v;
+        put_u8(b, T_INT8);
+        put_raw(b, &x, 1);
+    }
+    else if (v >= INT16_MIN && v <= INT16_MAX) {
+        int16_t x = (int16_t)v;
+        put_u8(b, T_INT16);
+        put_raw(b, &x, 2);
+    }
+    else if (v >= INT32_MIN && v <= INT32_MAX) {
+        int32_t x = (int32_t)v;
+        put_u8(b, T_INT32);
+        put_raw(b, &x, 4);
+    }
+    else {
+        int64_t x = (int64_t)v;
+        put_u8(b, T_INT64);
+        put_raw(b, &x, 8);
+    }
+    return 0;
+}
+
+static int
+enc_str(enc_t *e, PyObject *o, int borrow)
+{
+    mg_blob *b = e->b;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    unsigned kind = PyUnicode_KIND(o);
+    const void *data = PyUnicode_DATA(o);
+    size_t nbytes = (size_t)n * kind;
+    if (borrow && nbytes >= MG_BORROW_MIN) {
+        if (reserve(b, 2 + VARINT_MAX + sizeof(void *)) < 0) {
+            return -1;
+        }
+        put_u8(b, T_STR_REF);
+        put_u8(b, kind);
+        put_varint(b, (uint64_t)n);
+        put_ptr(b, data);
+        return 0;
+    }
+    if (reserve(b, 1 + VARINT_MAX + 3 + nbytes) < 0) {
+        return -1;
+    }
+    put_u8(b, kind == 1 ? T_STR1 : kind == 2 ? T_STR2 : T_STR4);
+    put_varint(b, (uint64_t)n);
+    /* UCS2/UCS4 data is read in place by PyUnicode_FromKindAndData: align it. */
+    while (b->size & (kind - 1)) {
+        put_u8(b, 0);
+    }
+    put_raw(b, data, nbytes);
+    return 0;
+}
+
+static int
+enc_bytes(enc_t *e, int tag, const char *p, size_t n, int borrow)
+{
+    mg_blob *b = e->b;
+    if (borrow && n >= MG_BORROW_MIN) {
+        if (reserve(b, 1 + VARINT_MAX + sizeof(void *)) < 0) {
+            return -1;
+        }
+        put_u8(b, T_BYTES_REF);
+        put_varint(b, n);
+        put_ptr(b, p);
+        return 0;
+    }
+    if (reserve(b, 1 + VARINT_MAX + n) < 0) {
+        return -1;
+    }
+    put_u8(b, (unsigned)tag);
+    put_varint(b, n);
+    put_raw(b, p, n);
+    return 0;
+}
+
+static inline int
+put_header(enc_t *e, int tag, Py_ssize_t n)
+{
+    if (reserve(e->b, 1 + VARINT_MAX) < 0) {
+        return -1;
+    }
+    put_u8(e->b, (unsigned)tag);
+    put_varint(e->b, (uint64_t)n);
+    return 0;
+}
+
+static int
+enc_tuple(enc_t *e, PyObject *o, int depth, int borrow)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(o);
+    if (put_header(e, T_TUPLE, n) < 0) {
+        return -1;
+    }
+    /* A tuple can't change, and the caller holds it: its items are safe. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (enc(e, PyTuple_GET_ITEM(o, i), depth + 1, borrow) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+enc_list(enc_t *e, PyObject *o, int depth)
+{
+    Py_ssize_t n = PyList_GET_SIZE(o);
+    if (put_header(e, T_LIST, n) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* Pickling an item runs Python code, which may shrink the list or drop
+         * an item we are walking: check the size, and hold the item. */
+        if (i >= PyList_GET_SIZE(o)) {
+            return changed_size("list");
+        }
+        PyObject *item = PyList_GET_ITEM(o, i);
+        Py_INCREF(item);
+        int rc = enc(e, item, depth + 1, 0);
+        Py_DECREF(item);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    if (PyList_GET_SIZE(o) != n) {
+        return changed_size("list");
+    }
+    return 0;
+}
+
+static int
+enc_dict(enc_t *e, PyObject *o, int depth)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(o), pos = 0, count = 0;
+    PyObject *k, *v;
+    if (put_header(e, T_DICT, n) < 0) {
+        return -1;
+    }
+    while (PyDict_Next(o, &pos, &k, &v)) {
+        if (count == n) {
+            return changed_size("dict");
+        }
+        Py_INCREF(k);
+        Py_INCREF(v);
+        int rc = enc(e, k, depth + 1, 0);
+        if (rc == 0) {
+            rc = enc(e, v, depth + 1, 0);
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (rc < 0) {
+            return -1;
+        }
+        count++;
+    }
+    if (count != n) {
+        return changed_size("dict");
+    }
+    return 0;
+}
+
+static int
+enc_set(enc_t *e, PyObject *o, int tag, int depth, int borrow)
+{
+    Py_ssize_t n = PySet_GET_SIZE(o), count = 0;
+    if (put_header(e, tag, n) < 0) {
+        return -1;
+    }
+    PyObject *it = PyObject_GetIter(o);
+    if (it == NULL) {
+        return -1;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        int rc = count < n ? enc(e, item, depth + 1, borrow) : changed_size("set");
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+        count++;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (count != n) {
+        return changed_size("set");
+    }
+    return 0;
+}
+
+/* The wrapper types whose instances travel as handles (NULL: not built yet).
+ * Subtypes count too (BoundedSemaphore derives from Semaphore): they extend
+ * the wrapper layout, and the raw object's kind decides what is rebuilt. */
+static int
+is_wrapper_type(mg_state *st, PyTypeObject *tp)
+{
+    PyTypeObject *types[] = {st->SharedBufferType, st->QueueType, st->LockType, st->RLockType,
+                             st->EventType, st->SemaphoreType, st->ConditionType};
+    const size_t n = sizeof(types) / sizeof(types[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (tp == types[i]) {
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (types[i] != NULL && PyType_IsSubtype(tp, types[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+enc_wrapper(enc_t *e, PyObject *o)
+{
+    mg_shared *raw = ((mg_wrapper *)o)->raw;
+    if (raw == NULL) {
+        PyObject *name = PyType_GetQualName(Py_TYPE(o));
+        mg_raise(e->st, "NotShareableError",
+                 "cannot send a released or closed %s to another interpreter",
+                 name != NULL ? PyUnicode_AsUTF8(name) : "object");
+        Py_XDECREF(name);
+        return -1;
+    }
+    mg_shared_incref(raw);
+    return put_handle(e->b, raw);
+}
+
+static int
+enc_memoryview(enc_t *e, PyObject *o)
+{
+    mg_shared *raw = mg_export_new(o);
+    if (raw == NULL) {
+        return not_shareable(e->st, o, "cannot share its memory: ");
+    }
+    return put_handle(e->b, raw);
+}
+
+/* borrow: MG_ENCODE_BORROW, and every container above `o` is immutable, so
+ * that `o` stays alive while the sender waits. */
+static int
+enc(enc_t *e, PyObject *o, int depth, int borrow)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    mg_blob *b = e->b;
+
+    if (tp == &PyLong_Type) {
+        return enc_int(e, o);
+    }
+    if (tp == &PyUnicode_Type) {
+        return enc_str(e, o, borrow);
+    }
+    if (tp == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(o);
+        if (reserve(b, 1 + sizeof(d)) < 0) {
+            return -1;
+        }
+        put_u8(b, T_FLOAT);
+        put_raw(b, &d, sizeof(d));
+        return 0;
+    }
+    if (o == Py_None || tp == &PyBool_Type) {
+        if (reserve(b, 1) < 0) {
+            return -1;
+        }
+        put_u8(b, o == Py_None ? T_NONE : o == Py_True ? T_TRUE : T_FALSE);
+        return 0;
+    }
+    if (tp == &PyTuple_Type) {
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_tuple(e, o, depth, borrow);
+    }
+    if (tp == &PyList_Type) {
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_list(e, o, depth);
+    }
+    if (tp == &PyDict_Type) {
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_dict(e, o, depth);
+    }
+    if (tp == &PyBytes_Type) {
+        return enc_bytes(e, T_BYTES, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o), borrow);
+    }
+    if (tp == &PyByteArray_Type) {
+        /* Never borrowed: another thread of the sender may resize it. */
+        return enc_bytes(e, T_BYTEARRAY, PyByteArray_AS_STRING(o),
+                         (size_t)PyByteArray_GET_SIZE(o), 0);
+    }
+    if (tp == &PyComplex_Type) {
+        Py_complex c = PyComplex_AsCComplex(o);
+        if (reserve(b, 1 + sizeof(c)) < 0) {
+            return -1;
+        }
+        put_u8(b, T_COMPLEX);
+        put_raw(b, &c, sizeof(c));
+        return 0;
+    }
+    if (tp == &PySet_Type) {
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, T_SET, depth, 0);
+    }
+    if (tp == &PyFrozenSet_Type) {
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, T_FROZENSET, depth, borrow);
+    }
+    if (tp == &PyMemoryView_Type) {
+        return enc_memoryview(e, o);
+    }
+    if (is_wrapper_type(e->st, tp)) {
+        return enc_wrapper(e, o);
+    }
+    return enc_pickle(e->st, b, o);
+}
+
+int
+mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
+{
+    /* Reuse the caller's capacity, if any; start from an empty stream. */
+    for (size_t i = 0; i < out->nhandles; i++) {
+        mg_shared_decref(out->handles[i]);
+    }
+    out->nhandles = 0;
+    out->size = 0;
+    out->flags = flags;
+    enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0};
+    if (enc(&e, obj, 0, e.borrow) < 0) {
+        mg_blob_clear(out);
+        return -1;
+    }
+    return 0;
+}
+
+/*************************************************************************
+ * Native shareability                                                  *
+ *************************************************************************/
+
+static int
+native(mg_state *st, PyObject *o, int depth)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyLong_Type || tp == &PyUnicode_Type || tp == &PyFloat_Type || o == Py_None
+        || tp == &PyBool_Type || tp == &PyBytes_Type || tp == &PyByteArray_Type
+        || tp == &PyComplex_Type || tp == &PyMemoryView_Type) {
+        return 1;
+    }
+    int seq = tp == &PyTuple_Type || tp == &PyList_Type;
+    int set = tp == &PySet_Type || tp == &PyFrozenSet_Type;
+    if (!seq && !set && tp != &PyDict_Type) {
+        return is_wrapper_type(st, tp) && ((mg_wrapper *)o)->raw != NULL;
+    }
+    if (depth >= MG_MAX_DEPTH) {
+        return 0;
+    }
+    /* No Python code runs below, so the containers can't change under us. */
+    if (seq) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        PyObject **items = PySequence_Fast_ITEMS(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!native(st, items[i], depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (!set) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            if (!native(st, k, depth + 1) || !native(st, v, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    PyObject *it = PyObject_GetIter(o);
+    if (it == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *item;
+    int ok = 1;
+    while (ok && (item = PyIter_Next(it)) != NULL) {
+        ok = native(st, item, depth + 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return ok;
+}
+
+int
+mg_is_natively_shareable(mg_state *st, PyObject *obj)
+{
+    return native(st, obj, 0);
+}
+
+/*************************************************************************
+ * Decoding                                                             *
+ *************************************************************************/
+
+typedef struct {
+    mg_state *st;
+    const mg_blob *b;
+    const unsigned char *p, *end;
+} dec_t;
+
+static PyObject *
+malformed(const char *what)
+{
+    PyErr_Format(PyExc_ValueError, "multigil: malformed cross-interpreter data (%s)", what);
+    return NULL;
+}
+
+static inline int
+get_varint(dec_t *d, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (d->p >= d->end) {
+            break;
+        }
+        unsigned c = *d->p++;
+        if (shift == 63 && (c & 0x7e)) {
+            break;      /* more than 64 bits */
+        }
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    malformed("bad length");
+    return -1;
+}
+
+static inline size_t
+remaining(const dec_t *d)
+{
+    return (size_t)(d->end - d->p);
+}
+
+/* A length, checked to fit in what is left when each unit takes `unit` bytes. */
+static inline int
+get_len(dec_t *d, size_t unit, size_t *out)
+{
+    uint64_t n;
+    if (get_varint(d, &n) < 0) {
+        return -1;
+    }
+    if (n > remaining(d) / unit) {
+        malformed("truncated");
+        return -1;
+    }
+    *out = (size_t)n;
+    return 0;
+}
+
+static inline int
+get_raw(dec_t *d, void *dst, size_t n)
+{
+    if (remaining(d) < n) {
+        malformed("truncated");
+        return -1;
+    }
+    memcpy(dst, d->p, n);
+    d->p += n;
+    return 0;
+}
+
+static PyObject *dec(dec_t *d, int depth);
+
+static PyObject *
+dec_bigint(dec_t *d, int tag)
+{
+    size_t n;
+    if (get_len(d, 1, &n) < 0) {
+        return NULL;
+    }
+    const unsigned char *p = d->p;
+    d->p += n;
+    if (tag == T_BIGINT_LE) {
+#if PY_VERSION_HEX >= 0x030D0000
+        return PyLong_FromNativeBytes(p, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+#else
+        return malformed("int encoded by a newer Python");
+#endif
+    }
+    /* PyLong_FromString wants a NUL-terminated string. */
+    char *s = (char *)PyMem_RawMalloc(n + 1);
+    if (s == NULL) {
+        return PyErr_NoMemory();
+    }
+    memcpy(s, p, n);
+    s[n] = '\0';
+    char *endp = NULL;
+    PyObject *v = PyLong_FromString(s, &endp, 16);
+    if (v != NULL && endp != s + n) {
+        Py_CLEAR(v);
+        malformed("bad int");
+    }
+    PyMem_RawFree(s);
+    return v;
+}
+
+static PyObject *
+dec_str(dec_t *d, int kind)
+{
+    size_t n;
+    if (get_len(d, (size_t)kind, &n) < 0) {
+        return NULL;
+    }
+    /* Skip the alignment padding (the blob data is malloc-aligned). */
+    if (kind > 1) {
+        size_t pad = (size_t)(-((const char *)d->p - d->b->data)) & (size_t)(kind - 1);
+        if (pad > remaining(d)) {
+            return malformed("truncated");
+        }
+        d->p += pad;
+    }
+    if (n > remaining(d) / (size_t)kind) {
+        return malformed("truncated");
+    }
+    const unsigned char *p = d->p;
+    d->p += n * (size_t)kind;
+    return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
+}
+
+static PyObject *
+dec_str_ref(dec_t *d)
+{
+    unsigned char kind;
+    uint64_t n;
+    const void *p;
+    if (get_raw(d, &kind, 1) < 0 || get_varint(d, &n) < 0 || get_raw(d, &p, sizeof(p)) < 0) {
+        return NULL;
+    }
+    if ((kind != 1 && kind != 2 && kind != 4) || n > (uint64_t)PY_SSIZE_T_MAX / 4) {
+        return malformed("bad string");
+    }
+    return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
+}
+
+static PyObject *
+dec_bytes(dec_t *d, int tag)
+{
+    size_t n;
+    const char *p;
+    if (tag == T_BYTES_REF) {
+        uint64_t n64;
+        if (get_varint(d, &n64) < 0 || get_raw(d, &p, sizeof(p)) < 0) {
+            return NULL;
+        }
+        if (n64 > (uint64_t)PY_SSIZE_T_MAX) {
+            return malformed("bad bytes");
+        }
+        n = (size_t)n64;
+    }
+    else {
+        if (get_len(d, 1, &n) < 0) {
+            return NULL;
+        }
+        p = (const char *)d->p;
+        d->p += n;
+    }
+    if (tag == T_BYTEARRAY) {
+        return PyByteArray_FromStringAndSize(p, (Py_ssize_t)n);
+    }
+    /* One copy, straight from the source into the new object. */
+    return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+}
+
+static PyObject *
+dec_seq(dec_t *d, int tag, int depth)
+{
+    size_t n;
+    if (depth >= MG_MAX_DEPTH) {
+        return malformed("too deep");
+    }
+    if (get_len(d, 1, &n) < 0) {
+        return NULL;
+    }
+    PyObject *seq = tag == T_TUPLE ? PyTuple_New((Py_ssize_t)n) : PyList_New((Py_ssize_t)n);
+    if (seq == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *item = dec(d, depth + 1);
+        if (item == NULL) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (tag == T_TUPLE) {
+            PyTuple_SET_ITEM(seq, (Py_ssize_t)i, item);
+        }
+        else {
+            PyList_SET_ITEM(seq, (Py_ssize_t)i, item);
+        }
+    }
+    return seq;
+}
+
+static PyObject *
+dec_dict(dec_t *d, int depth)
+{
+    size_t n;
+    if (depth >= MG_MAX_DEPTH) {
+        return malformed("too deep");
+    }
+    if (get_len(d, 2, &n) < 0) {
+        return NULL;
+    }
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *k = dec(d, depth + 1);
+        if (k == NULL) {
+            goto fail;
+        }
+        PyObject *v = dec(d, depth + 1);
+        if (v == NULL) {
+            Py_DECREF(k);
+            goto fail;
+        }
+        int rc = PyDict_SetItem(dict, k, v);
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    return dict;
+fail:
+    Py_DECREF(dict);
+    return NULL;
+}
+
+static PyObject *
+dec_set(dec_t *d, int tag, int depth)
+{
+    size_t n;
+    if (depth >= MG_MAX_DEPTH) {
+        return malformed("too deep");
+    }
+    if (get_len(d, 1, &n) < 0) {
+        return NULL;
+    }
+    /* PySet_Add may fill a frozenset that nobody else has seen yet. */
+    PyObject *set = tag == T_SET ? PySet_New(NULL) : PyFrozenSet_New(NULL);
+    if (set == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *item = dec(d, depth + 1);
+        if (item == NULL) {
+            Py_DECREF(set);
+            return NULL;
+        }
+        int rc = PySet_Add(set, item);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+static mg_shared *
+get_handle(dec_t *d)
+{
+    uint64_t idx;
+    if (get_varint(d, &idx) < 0) {
+        return NULL;
+    }
+    if (idx >= d->b->nhandles) {
+        malformed("bad handle");
+        return NULL;
+    }
+    return d->b->handles[idx];
+}
+
+static PyObject *
+dec_handle(dec_t *d)
+{
+    mg_shared *raw = get_handle(d);
+    if (raw == NULL) {
+        return NULL;
+    }
+    return raw->kind->wrap(d->st, raw);
+}
+
+static PyObject *
+dec_pickle(dec_t *d)
+{
+    size_t n, nbuf;
+    if (get_len(d, 1, &n) < 0) {
+        return NULL;
+    }
+    const unsigned char *data = d->p;
+    d->p += n;
+    if (get_len(d, 1, &nbuf) < 0) {
+        return NULL;
+    }
+    if (mg_pickler(d->st, 0) < 0) {
+        return NULL;
+    }
+    PyObject *buffers = NULL, *mv = NULL, *res = NULL, *kwnames = NULL;
+    if (nbuf > 0) {
+        buffers = PyList_New((Py_ssize_t)nbuf);
+        if (buffers == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < nbuf; i++) {
+            unsigned char kind;
+            PyObject *buf = NULL;
+            if (get_raw(d, &kind, 1) < 0) {
+                goto done;
+            }
+            if (kind == PB_INLINE) {
+                size_t len;
+                if (get_len(d, 1, &len) < 0) {
+                    goto done;
+                }
+                buf = PyBytes_FromStringAndSize((const char *)d->p, (Py_ssize_t)len);
+                d->p += len;
+            }
+            else if (kind == PB_CHUNK) {
+                unsigned char tag;
+                if (get_raw(d, &tag, 1) < 0) {
+                    goto done;
+                }
+                mg_shared *raw = tag == T_HANDLE ? get_handle(d) : NULL;
+                if (raw == NULL || raw->kind != &mg_chunk_kind) {
+                    if (!PyErr_Occurred()) {
+                        malformed("bad pickle buffer");
+                    }
+                    goto done;
+                }
+                buf = raw->kind->wrap(d->st, raw);
+            }
+            else {
+                malformed("bad pickle buffer");
+                goto done;
+            }
+            if (buf == NULL) {
+                goto done;
+            }
+            PyList_SET_ITEM(buffers, (Py_ssize_t)i, buf);
+        }
+    }
+    /* Unpickle straight from the blob: it outlives this call, and the
+     * unpickler copies whatever it keeps. */
+    mv = PyMemoryView_FromMemory((char *)data, (Py_ssize_t)n, PyBUF_READ);
+    if (mv == NULL) {
+        goto done;
+    }
+    if (buffers == NULL) {
+        res = PyObject_CallOneArg(d->st->pickle_loads, mv);
+    }
+    else {
+        kwnames = Py_BuildValue("(s)", "buffers");
+        if (kwnames == NULL) {
+            goto done;
+        }
+        PyObject *args[2] = {mv, buffers};
+        res = PyObject_Vectorcall(d->st->pickle_loads, args, 1, kwnames);
+    }
+done:
+    if (mv != NULL) {
+        /* Nothing may read the blob through it once we return. */
+        PyObject *exc = PyErr_GetRaisedException();
+        PyObject *r = PyObject_CallMethod(mv, "release", NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+        PyErr_SetRaisedException(exc);
+        Py_DECREF(mv);
+    }
+    Py_XDECREF(kwnames);
+    Py_XDECREF(buffers);
+    return res;
+}
+
+static PyObject *
+dec(dec_t *d, int depth)
+{
+    if (d->p >= d->end) {
+        return malformed("truncated");
+    }
+    int tag = *d->p++;
+    switch (tag) {
+    case T_NONE:
+        Py_RETURN_NONE;
+    case T_TRUE:
+        Py_RETURN_TRUE;
+    case T_FALSE:
+        Py_RETURN_FALSE;
+    case T_INT8: {
+        int8_t x;
+        return get_raw(d, &x, 1) < 0 ? NULL : PyLong_FromLong(x);
+    }
+    case T_INT16: {
+        int16_t x;
+        return get_raw(d, &x, 2) < 0 ? NULL : PyLong_FromLong(x);
+    }
+    case T_INT32: {
+        int32_t x;
+        return get_raw(d, &x, 4) < 0 ? NULL : PyLong_FromLong(x);
+    }
+    case T_INT64: {
+        int64_t x;
+        return get_raw(d, &x, 8) < 0 ? NULL : PyLong_FromLongLong(x);
+    }
+    case T_BIGINT_LE:
+    case T_BIGINT_HEX:
+        return dec_bigint(d, tag);
+    case T_FLOAT: {
+        double x;
+        return get_raw(d, &x, sizeof(x)) < 0 ? NULL : PyFloat_FromDouble(x);
+    }
+    case T_COMPLEX: {
+        Py_complex c;
+        return get_raw(d, &c, sizeof(c)) < 0 ? NULL : PyComplex_FromCComplex(c);
+    }
+    case T_STR1:
+        return dec_str(d, 1);
+    case T_STR2:
+        return dec_str(d, 2);
+    case T_STR4:
+        return dec_str(d, 4);
+    case T_BYTES:
+    case T_BYTEARRAY:
+        return dec_bytes(d, tag);
+    case T_STR_REF:
+    case T_BYTES_REF:
+        /* Pointers are only trusted in a blob built to carry them. */
+        if (!(d->b->flags & MG_ENCODE_BORROW)) {
+            return malformed("unexpected reference");
+        }
+        return tag == T_STR_REF ? dec_str_ref(d) : dec_bytes(d, tag);
+    case T_TUPLE:
+    case T_LIST:
+        return dec_seq(d, tag, depth);
+    case T_DICT:
+        return dec_dict(d, depth);
+    case T_SET:
+    case T_FROZENSET:
+        return dec_set(d, tag, depth);
+    case T_HANDLE:
+        return dec_handle(d);
+    case T_PICKLE:
+        return dec_pickle(d);
+    default:
+        return malformed("unknown tag");
+    }
+}
+
+PyObject *
+mg_decode(mg_state *st, const mg_blob *b)
+{
+    if (b->data == NULL || b->size == 0) {
+        return malformed("empty");
+    }
+    dec_t d = {st, b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size};
+    PyObject *v = dec(&d, 0);
+    if (v != NULL && d.p != d.end) {
+        Py_DECREF(v);
+        return malformed("trailing data");
+    }
+    return v;
+}
+
+/*************************************************************************
+ * Module functions (tests and benchmarks)                              *
+ *************************************************************************/
+
+static int
+flags_arg(PyObject *const *args, Py_ssize_t nargs, const char *fname, int *flags)
+{
+    *flags = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 1 or 2 arguments (%zd given)", fname, nargs);
+        return -1;
+    }
+    if (nargs == 2) {
+        long v = PyLong_AsLong(args[1]);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *flags = (int)v;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(roundtrip_doc,
+"_roundtrip(obj, flags=0, /)\n"
+"--\n"
+"\n"
+"Encode ``obj`` as for another interpreter and decode it here.\n"
+"\n"
+"Exercises the whole cross-interpreter encoding without a second\n"
+"interpreter.  ``flags=1`` is MG_ENCODE_BORROW.\n");
+
+static PyObject *
+xi_roundtrip(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int flags;
+    if (flags_arg(args, nargs, "_roundtrip", &flags) < 0) {
+        return NULL;
+    }
+    mg_state *st = (mg_state *)PyModule_GetState(module);
+    mg_blob b;
+    mg_blob_init(&b);
+    if (mg_encode(st, args[0], &b, flags) < 0) {
+        return NULL;
+    }
+    PyObject *res = mg_decode(st, &b);
+    mg_blob_clear(&b);
+    /* Exports dropped by the clear were deferred to us: release them now. */
+    mg_interp_run_deferred();
+    return res;
+}
+
+PyDoc_STRVAR(run_deferred_doc,
+"_run_deferred()\n"
+"--\n"
+"\n"
+"Run the releases other interpreters deferred to this one now.\n"
+"\n"
+"Views of this interpreter's buffers dropped elsewhere are released here\n"
+"the next time this interpreter enters multigil; tests call this instead.\n");
+
+static PyObject *
+xi_run_deferred(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    mg_interp_run_deferred();
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(encoded_size_doc,
+"_encoded_size(obj, flags=0, /)\n"
+"--\n"
+"\n"
+"Size in bytes of the encoded form of ``obj`` (handles not counted).\n");
+
+static PyObject *
+xi_encoded_size(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int flags;
+    if (flags_arg(args, nargs, "_encoded_size", &flags) < 0) {
+        return NULL;
+    }
+    mg_state *st = (mg_state *)PyModule_GetState(module);
+    mg_blob b;
+    mg_blob_init(&b);
+    if (mg_encode(st, args[0], &b, flags) < 0) {
+        return NULL;
+    }
+    size_t n = b.size;
+    mg_blob_clear(&b);
+    return PyLong_FromSize_t(n);
+}
+
+PyDoc_STRVAR(encode_raw_doc,
+"_encode_raw(obj, /)\n"
+"--\n"
+"\n"
+"The encoded stream of ``obj`` as bytes (for tests of the decoder).\n"
+"\n"
+"Raises ValueError if ``obj`` needs handles (shared objects, memoryviews,\n"
+"large pickle buffers), which bytes cannot carry.\n");
+
+static PyObject *
+xi_encode_raw(PyObject *module, PyObject *obj)
+{
+    mg_state *st = (mg_state *)PyModule_GetState(module);
+    mg_blob b;
+    mg_blob_init(&b);
+    if (mg_encode(st, obj, &b, 0) < 0) {
+        return NULL;
+    }
+    PyObject *res = NULL;
+    if (b.nhandles > 0) {
+        PyErr_SetString(PyExc_ValueError, "_encode_raw: the value needs handles");
+    }
+    else {
+        res = PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.size);
+    }
+    mg_blob_clear(&b);
+    return res;
+}
+
+PyDoc_STRVAR(decode_raw_doc,
+"_decode_raw(data, /)\n"
+"--\n"
+"\n"
+"Decode a stream made by ``_encode_raw`` (or any bytes: a malformed\n"
+"stream raises ValueError, it never crashes).\n");
+
+static PyObject *
+xi_decode_raw(PyObject *module, PyObject *arg)
+{
+    mg_state *st = (mg_state *)PyModule_GetState(module);
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    mg_blob b;
+    mg_blob_init(&b);
+    PyObject *res = NULL;
+    /* A private copy: the decoder relies on the blob's malloc alignment. */
+    b.data = (char *)PyMem_RawMalloc(view.len > 0 ? (size_t)view.len : 1);
+    if (b.data == NULL) {
+        PyErr_NoMemory();
+    }
+    else {
+        memcpy(b.data, view.buf, (size_t)view.len);
+        b.size = b.capacity = (size_t)view.len;
+        res = mg_decode(st, &b);
+    }
+    PyBuffer_Release(&view);
+    mg_blob_clear(&b);
+    return res;
+}
+
+PyDoc_STRVAR(is_shareable_doc,
+"_is_natively_shareable(obj, /)\n"
+"--\n"
+"\n"
+"True if ``obj`` crosses interpreters without pickle.\n");
+
+static PyObject *
+xi_is_natively_shareable(PyObject *module, PyObject *obj)
+{
+    mg_state *st = (mg_state *)PyModule_GetState(module);
+    return PyBool_FromLong(mg_is_natively_shareable(st, obj));
+}
+
+static PyMethodDef xidata_methods[] = {
+    {"_roundtrip", (PyCFunction)(void (*)(void))xi_roundtrip, METH_FASTCALL, roundtrip_doc},
+    {"_encoded_size", (PyCFunction)(void (*)(void))xi_encoded_size, METH_FASTCALL, encoded_size_doc},
+    {"_encode_raw", xi_encode_raw, METH_O, encode_raw_doc},
+    {"_decode_raw", xi_decode_raw, METH_O, decode_raw_doc},
+    {"_is_natively_shareable", xi_is_natively_shareable, METH_O, is_shareable_doc},
+    {"_run_deferred", xi_run_deferred, METH_NOARGS, run_deferred_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+mg_xidata_init(PyObject *module, mg_state *Py_UNUSED(st))
+{
+    if (PyModule_AddFunctions(module, xidata_methods) < 0) {
+        return -1;
+    }
+    return PyModule_AddIntConstant(module, "ENCODE_BORROW", MG_ENCODE_BORROW);
+}
