@@ -411,14 +411,13 @@ rlock_attempt(void *arg)
     return 0;
 }
 
-/* The owner of an RLock: (interpreter id, thread ident).  The id is the one
- * mg_interp_id() reports, read directly: mg_interp_current() takes the
- * process-wide registry lock, which every RLock.acquire() in every
- * interpreter would then contend on. */
+/* The owner of an RLock is the OS thread, whatever interpreter it is in: a
+ * thread that holds it and calls into another interpreter must not deadlock
+ * on itself there.  (`interp` stays in the struct for the repr; it is 0.) */
 static void
 current_owner(int64_t *interp, unsigned long *thread)
 {
-    *interp = PyInterpreterState_GetID(PyInterpreterState_Get());
+    *interp = 0;
     *thread = PyThread_get_thread_ident();
 }
 
@@ -705,9 +704,9 @@ PyDoc_STRVAR(rlock_doc,
 "A reentrant lock shared by every interpreter it is sent to.\n"
 "\n"
 "Like :class:`threading.RLock`: the owner may acquire it again, and must\n"
-"release it as many times.  The owner is the pair (interpreter, thread), so\n"
-"a thread that holds it in one interpreter and calls into another\n"
-"interpreter is a *different* owner there and would block on it.\n"
+"release it as many times.  The owner is the OS thread, in whichever\n"
+"interpreter it runs: a thread that holds it and calls into another\n"
+"interpreter still owns it there, and cannot deadlock on itself.\n"
 "\n"
 "Attributes\n"
 "----------\n"
@@ -751,11 +750,9 @@ rlock_repr(PyObject *self)
 {
     sync_raw *r = SYNC_RAW(self);
     long long v;
-    int64_t interp;
     unsigned long thread;
     pthread_mutex_lock(&r->mu);
     v = r->value;
-    interp = r->owner_interp;
     thread = r->owner_thread;
     pthread_mutex_unlock(&r->mu);
     if (v == 0) {
@@ -763,8 +760,8 @@ rlock_repr(PyObject *self)
                                     (long long)r->head.id);
     }
     return PyUnicode_FromFormat(
-        "<multigil.RLock id=%lld locked owner=(interp %lld, thread %lu) count=%lld>",
-        (long long)r->head.id, (long long)interp, thread, v);
+        "<multigil.RLock id=%lld locked owner=(thread %lu) count=%lld>",
+        (long long)r->head.id, thread, v);
 }
 
 static PyMethodDef rlock_methods[] = {
