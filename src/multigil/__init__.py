@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from . import interpreters
     from ._core import (
+        BoundedSemaphore as BoundedSemaphore,  # not in __all__, still public
         Condition,
         Event,
         Lock,

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from _queue import Empty as _Empty
 
+TYPE_CHECKING = False  # typing is not imported at run time: see the docstring
+if TYPE_CHECKING:
+    import queue
+    from typing import Self
+
+    from ._remote import ExcInfo
+
 __all__ = [
     "InterpreterError",
     "InterpreterNotFoundError",
@@ -47,11 +54,11 @@ class ExecutionFailed(InterpreterError):
     error itself, like :mod:`concurrent.interpreters` does.
     """
 
-    def __init__(self, excinfo):  # type: ignore[no-untyped-def]
+    def __init__(self, excinfo: ExcInfo) -> None:
         self.excinfo = excinfo
         super().__init__(excinfo)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type[Self], tuple[ExcInfo]]:
         return (type(self), (self.excinfo,))
 
     def __str__(self) -> str:
@@ -89,6 +96,14 @@ class TaskCancelled(BaseException):
     It derives from BaseException so that ``except Exception`` in user code does
     not swallow it.
     """
+
+
+if TYPE_CHECKING:
+    # What the module __getattr__ below builds, for type checkers: with only
+    # __getattr__ to go on they would see a plain ``type``, which
+    # ``except QueueFull:`` rejects.
+    class QueueFull(queue.Full):
+        """``put_nowait()`` or ``put(timeout=...)`` found a bounded multigil queue full."""
 
 
 def __getattr__(name: str) -> type:

@@ -38,7 +38,8 @@ def _dumps_by_value(obj: Any) -> bytes:
         import cloudpickle
     except ImportError:  # pragma: no cover - cloudpickle is a dependency
         return pickle.dumps(obj, protocol=5)
-    return cloudpickle.dumps(obj, protocol=5)
+    data: bytes = cloudpickle.dumps(obj, protocol=5)  # cloudpickle is untyped
+    return data
 
 
 def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:

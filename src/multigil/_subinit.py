@@ -81,7 +81,8 @@ class ExtensionGuard:
                 continue
             if isinstance(spec.loader, ExtensionFileLoader):
                 _core.import_in_main(name)
-                spec.loader = _GuardedLoader(spec.loader, name)
+                # duck-typed: a Loader's create_module/exec_module, and the rest by delegation
+                spec.loader = _GuardedLoader(spec.loader, name)  # type: ignore[assignment]
             return spec
         return None
 
@@ -91,4 +92,4 @@ class ExtensionGuard:
 
 
 if ExtensionGuard not in sys.meta_path:
-    sys.meta_path.insert(0, ExtensionGuard)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, ExtensionGuard)

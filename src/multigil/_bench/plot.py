@@ -63,7 +63,9 @@ def require() -> ModuleType:
         raise MissingMatplotlib(
             f"--plot needs matplotlib, which is not installed ({exc}); install it with: {INSTALL_HINT}"
         ) from None
-    return plt
+    # Typed either way: Any while matplotlib (or its typing) is missing here.
+    pyplot: ModuleType = plt
+    return pyplot
 
 
 def write_scaling_chart(results: Results, path: str) -> None:

@@ -227,7 +227,7 @@ id_from_object(PyObject *obj, int64_t *id)
 }
 
 PyDoc_STRVAR(create__doc__,
-"create(bootstrap: str) -> int\n--\n\n"
+"create($module, bootstrap, /)\n--\n\n"
 "Create an isolated interpreter with its own GIL, run the Python source\n"
 "`bootstrap` in it and return its id.");
 
@@ -253,7 +253,7 @@ core_create(PyObject *module, PyObject *arg)
 }
 
 PyDoc_STRVAR(destroy__doc__,
-"destroy(id: int) -> None\n--\n\n"
+"destroy($module, id, /)\n--\n\n"
 "Close the interpreter `id` (created by multigil), ending everything in it.");
 
 static PyObject *
@@ -317,7 +317,7 @@ reply(mg_state *st, int ok, mg_blob *out)
 }
 
 PyDoc_STRVAR(call__doc__,
-"call(id: int, fn, args: tuple, kwargs: dict | None) -> tuple[bool, object]\n--\n\n"
+"call($module, id, fn, args, kwargs, /)\n--\n\n"
 "Call fn(*args, **kwargs) in interpreter `id` from this thread.  Returns\n"
 "(True, result) or (False, excinfo tuple from multigil._remote.capture).");
 
@@ -383,7 +383,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(exec__doc__,
-"exec(id: int, source: str) -> tuple | None\n--\n\n"
+"exec($module, id, source, /)\n--\n\n"
 "Run `source` in the __main__ module of interpreter `id`.  Returns None, or\n"
 "the excinfo tuple of the exception it raised.");
 
@@ -441,7 +441,7 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(set_main_attrs__doc__,
-"set_main_attrs(id: int, ns: dict) -> tuple | None\n--\n\n"
+"set_main_attrs($module, id, ns, /)\n--\n\n"
 "Bind the names of `ns` in the __main__ module of interpreter `id`.  Returns\n"
 "None, or the excinfo tuple if a value could not be rebuilt there.");
 
@@ -498,7 +498,7 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(import_in_main__doc__,
-"import_in_main(name: str) -> bool\n--\n\n"
+"import_in_main($module, name, /)\n--\n\n"
 "Import module `name` in the main interpreter (from any interpreter).\n"
 "Extension modules are imported there first, so that a module which refuses\n"
 "sub-interpreters fails with a clean ImportError instead of aborting the\n"
@@ -559,7 +559,7 @@ core_get_main(PyObject *module, PyObject *unused)
 }
 
 PyDoc_STRVAR(status__doc__,
-"status(id: int) -> tuple[str, int] | None\n--\n\n"
+"status($module, id, /)\n--\n\n"
 "(whence, threads running inside) of interpreter `id`, or None if it is gone.");
 
 static PyObject *
@@ -597,16 +597,16 @@ static PyMethodDef core_methods[] = {
      METH_FASTCALL, set_main_attrs__doc__},
     {"import_in_main", core_import_in_main, METH_O, import_in_main__doc__},
     {"list_all", core_list_all, METH_NOARGS,
-     "list_all() -> list[tuple[int, str]]\n--\n\n(id, whence) of every known interpreter."},
+     "list_all($module, /)\n--\n\n(id, whence) of every known interpreter."},
     {"owned_ids", core_owned_ids, METH_NOARGS,
-     "owned_ids() -> list[int]\n--\n\nIds of the interpreters multigil created."},
+     "owned_ids($module, /)\n--\n\nIds of the interpreters multigil created."},
     {"get_current", core_get_current, METH_NOARGS,
-     "get_current() -> int\n--\n\nThe id of the current interpreter."},
+     "get_current($module, /)\n--\n\nThe id of the current interpreter."},
     {"get_main", core_get_main, METH_NOARGS,
-     "get_main() -> int\n--\n\nThe id of the main interpreter."},
+     "get_main($module, /)\n--\n\nThe id of the main interpreter."},
     {"status", core_status, METH_O, status__doc__},
     {"is_shareable", core_is_shareable, METH_O,
-     "is_shareable(obj) -> bool\n--\n\nWhether obj crosses interpreters natively (no pickle)."},
+     "is_shareable($module, obj, /)\n--\n\nWhether obj crosses interpreters natively (no pickle)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -435,7 +435,7 @@ queue_get_impl(PyObject *self, int64_t deadline)
 }
 
 PyDoc_STRVAR(queue_put_doc,
-"put(obj, block=True, timeout=None)\n"
+"put($self, obj, block=True, timeout=None)\n"
 "--\n"
 "\n"
 "Add a copy of obj to the end of the queue.\n"
@@ -488,7 +488,7 @@ queue_put_nowait(PyObject *self, PyObject *obj)
 }
 
 PyDoc_STRVAR(queue_get_doc,
-"get(block=True, timeout=None)\n"
+"get($self, block=True, timeout=None)\n"
 "--\n"
 "\n"
 "Remove the first item and return it, rebuilt in this interpreter.\n"
@@ -626,19 +626,19 @@ static PyMethodDef queue_methods[] = {
     {"put", (PyCFunction)(void (*)(void))queue_put, METH_FASTCALL | METH_KEYWORDS,
      queue_put_doc},
     {"put_nowait", queue_put_nowait, METH_O,
-     "put_nowait(obj)\n--\n\nLike put(obj, block=False): QueueFull if there is no room.\n"},
+     "put_nowait($self, obj, /)\n--\n\nLike put(obj, block=False): QueueFull if there is no room.\n"},
     {"get", (PyCFunction)(void (*)(void))queue_get, METH_FASTCALL | METH_KEYWORDS,
      queue_get_doc},
     {"get_nowait", queue_get_nowait, METH_NOARGS,
-     "get_nowait()\n--\n\nLike get(block=False): QueueEmpty if there is no item.\n"},
+     "get_nowait($self, /)\n--\n\nLike get(block=False): QueueEmpty if there is no item.\n"},
     {"qsize", queue_qsize, METH_NOARGS,
-     "qsize()\n--\n\nNumber of items now (a snapshot: other interpreters may change it).\n"},
+     "qsize($self, /)\n--\n\nNumber of items now (a snapshot: other interpreters may change it).\n"},
     {"empty", queue_empty, METH_NOARGS,
-     "empty()\n--\n\nTrue if the queue holds no item now (a snapshot).\n"},
+     "empty($self, /)\n--\n\nTrue if the queue holds no item now (a snapshot).\n"},
     {"full", queue_full, METH_NOARGS,
-     "full()\n--\n\nTrue if a bounded queue holds maxsize items now (a snapshot).\n"},
+     "full($self, /)\n--\n\nTrue if a bounded queue holds maxsize items now (a snapshot).\n"},
     {"close", queue_close, METH_NOARGS,
-     "close()\n--\n\nClose the queue in every interpreter.\n\n"
+     "close($self, /)\n--\n\nClose the queue in every interpreter.\n\n"
      "Blocked and later put() calls raise QueueClosed; get() still returns the\n"
      "items already queued, then raises QueueClosed.  Closing twice is harmless.\n"},
     {NULL, NULL, 0, NULL},

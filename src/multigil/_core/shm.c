@@ -528,7 +528,7 @@ shbuf_length(PyObject *op)
 }
 
 PyDoc_STRVAR(shbuf_release_doc,
-"release()\n"
+"release($self, /)\n"
 "--\n"
 "\n"
 "Drop this object's reference to the memory.\n"

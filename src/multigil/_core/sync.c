@@ -553,7 +553,7 @@ lock_wrap(mg_state *st, mg_shared *raw)
 }
 
 PyDoc_STRVAR(lock_acquire_doc,
-"acquire(blocking=True, timeout=-1)\n"
+"acquire($self, blocking=True, timeout=-1)\n"
 "--\n"
 "\n"
 "Acquire the lock, waiting (GIL released) while another holder has it.\n"
@@ -601,7 +601,7 @@ sync_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(lock_release_doc,
-"release()\n"
+"release($self, /)\n"
 "--\n"
 "\n"
 "Release the lock.\n"
@@ -630,7 +630,7 @@ sync_exit(PyObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED
 }
 
 PyDoc_STRVAR(lock_locked_doc,
-"locked()\n"
+"locked($self, /)\n"
 "--\n"
 "\n"
 "Return True if the lock is held (by anyone, in any interpreter).\n");
@@ -768,7 +768,7 @@ static PyMethodDef rlock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_FASTCALL | METH_KEYWORDS,
      lock_acquire_doc},
     {"release", sync_release, METH_NOARGS,
-     "release()\n--\n\nRelease one level; RuntimeError if the caller is not the owner.\n"},
+     "release($self, /)\n--\n\nRelease one level; RuntimeError if the caller is not the owner.\n"},
     {"locked", sync_locked, METH_NOARGS, lock_locked_doc},
     {"_is_owned", rlock_is_owned, METH_NOARGS,
      "Return True if the calling (interpreter, thread) holds the lock."},
@@ -900,7 +900,7 @@ event_attempt_first(void *arg)
 }
 
 PyDoc_STRVAR(event_wait_doc,
-"wait(timeout=None)\n"
+"wait($self, timeout=None)\n"
 "--\n"
 "\n"
 "Block until the flag is set, or the timeout expires.\n"
@@ -957,9 +957,9 @@ event_repr(PyObject *self)
 
 static PyMethodDef event_methods[] = {
     {"set", event_set, METH_NOARGS,
-     "set()\n--\n\nSet the flag and wake every waiter, in every interpreter.\n"},
-    {"clear", event_clear, METH_NOARGS, "clear()\n--\n\nReset the flag to false.\n"},
-    {"is_set", event_is_set, METH_NOARGS, "is_set()\n--\n\nReturn True if the flag is set.\n"},
+     "set($self, /)\n--\n\nSet the flag and wake every waiter, in every interpreter.\n"},
+    {"clear", event_clear, METH_NOARGS, "clear($self, /)\n--\n\nReset the flag to false.\n"},
+    {"is_set", event_is_set, METH_NOARGS, "is_set($self, /)\n--\n\nReturn True if the flag is set.\n"},
     {"wait", (PyCFunction)(void (*)(void))event_wait, METH_FASTCALL | METH_KEYWORDS,
      event_wait_doc},
     {NULL, NULL, 0, NULL},
@@ -1091,7 +1091,7 @@ semaphore_attempt(void *arg)
 }
 
 PyDoc_STRVAR(semaphore_acquire_doc,
-"acquire(blocking=True, timeout=None)\n"
+"acquire($self, blocking=True, timeout=None)\n"
 "--\n"
 "\n"
 "Decrement the counter, waiting while it is zero.\n"
@@ -1179,7 +1179,7 @@ semaphore_release_n(sync_raw *r, long long n)
 }
 
 PyDoc_STRVAR(semaphore_release_doc,
-"release(n=1)\n"
+"release($self, n=1)\n"
 "--\n"
 "\n"
 "Increment the counter by n, waking up to n waiters.\n"
@@ -1512,7 +1512,7 @@ condition_wait_raw(cond_raw *c, int64_t deadline)
 }
 
 PyDoc_STRVAR(condition_wait_doc,
-"wait(timeout=None)\n"
+"wait($self, timeout=None)\n"
 "--\n"
 "\n"
 "Release the lock, wait until notified or the timeout expires, re-acquire.\n"
@@ -1552,7 +1552,7 @@ condition_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 }
 
 PyDoc_STRVAR(condition_wait_for_doc,
-"wait_for(predicate, timeout=None)\n"
+"wait_for($self, predicate, timeout=None)\n"
 "--\n"
 "\n"
 "Wait until ``predicate()`` is true, or the timeout expires.\n"
@@ -1702,10 +1702,10 @@ condition_repr(PyObject *self)
 
 static PyMethodDef condition_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))condition_acquire,
-     METH_FASTCALL | METH_KEYWORDS, "acquire(blocking=True, timeout=-1)\n--\n\n"
+     METH_FASTCALL | METH_KEYWORDS, "acquire($self, blocking=True, timeout=-1)\n--\n\n"
      "Acquire the underlying lock."},
     {"release", condition_release, METH_NOARGS,
-     "release()\n--\n\nRelease the underlying lock."},
+     "release($self, /)\n--\n\nRelease the underlying lock."},
     {"__enter__", condition_enter, METH_NOARGS, "Acquire the underlying lock."},
     {"__exit__", (PyCFunction)(void (*)(void))condition_exit, METH_FASTCALL,
      "Release the underlying lock."},
@@ -1715,10 +1715,10 @@ static PyMethodDef condition_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, condition_wait_for_doc},
     {"notify", (PyCFunction)(void (*)(void))condition_notify,
      METH_FASTCALL | METH_KEYWORDS,
-     "notify(n=1)\n--\n\nWake up to n threads waiting on the condition, in any "
+     "notify($self, n=1)\n--\n\nWake up to n threads waiting on the condition, in any "
      "interpreter.\nThe caller must hold the lock.\n"},
     {"notify_all", condition_notify_all, METH_NOARGS,
-     "notify_all()\n--\n\nWake every thread waiting on the condition.\n"},
+     "notify_all($self, /)\n--\n\nWake every thread waiting on the condition.\n"},
     {NULL, NULL, 0, NULL},
 };
 

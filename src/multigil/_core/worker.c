@@ -189,7 +189,7 @@ run_task(WorkerObject *self, mg_state *sub, PyObject *task, mg_blob *out, int *f
 }
 
 PyDoc_STRVAR(Worker_run__doc__,
-"run() -> str\n--\n\n"
+"run($self, /)\n--\n\n"
 "Enter the worker's interpreter and run tasks from the queue until it is\n"
 "closed ('closed'), max_tasks were done ('max_tasks'), or a task raised\n"
 "SystemExit or KeyboardInterrupt ('fatal').  Blocks the calling thread.");
@@ -282,7 +282,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(Worker_interrupt__doc__,
-"interrupt(task_id: int) -> bool\n--\n\n"
+"interrupt($self, task_id, /)\n--\n\n"
 "Raise TaskCancelled in the worker's thread at its next bytecode boundary,\n"
 "if it is running task `task_id` now.  Returns whether it was.");
 
@@ -379,8 +379,7 @@ static PyType_Spec Worker_spec = {
  *************************************************************************/
 
 PyDoc_STRVAR(submit_task__doc__,
-"submit_task(queue, task_id: int, fn, args: tuple, kwargs: dict | None,\n"
-"            chunked: bool) -> None\n--\n\n"
+"submit_task($module, queue, task_id, fn, args, kwargs, chunked, /)\n--\n\n"
 "Encode a task and put it on a worker queue.  A chunked task applies fn to\n"
 "each argument tuple of the list `args` and returns (results, excinfo|None).");
 
