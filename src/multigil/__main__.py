@@ -29,7 +29,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 #: Subcommand name -> module implementing it (see the module docstring).
 SUBCOMMANDS: dict[str, str] = {
     "bench": "multigil._bench.cli",
-    # "check": "multigil._check.cli",  # which modules load in an isolated interpreter
+    "check": "multigil._check.cli",
 }
 
 

@@ -1,0 +1,21 @@
+"""``multigil check``: which modules can be imported in an isolated interpreter.
+
+The parts, each small:
+
+:mod:`.cli`
+    the subcommand's arguments, and what it does with them;
+:mod:`.targets`
+    which module names to check (given, installed, or from a requirements file);
+:mod:`.runner`
+    runs the checks in child processes, in batches, with a timeout each, and
+    survives a child that crashes;
+:mod:`.worker`
+    the child process: one fresh interpreter per module;
+:mod:`.probe`
+    what runs inside that interpreter (standard library only);
+:mod:`.report`
+    the table, the summary and the JSON.
+
+Nothing is imported here: ``multigil --help`` imports :mod:`.cli`, and every
+checking interpreter imports :mod:`.probe`, through this package.
+"""

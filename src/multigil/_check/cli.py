@@ -1,0 +1,216 @@
+"""The ``multigil check`` subcommand: its arguments and what it does with them.
+
+:mod:`multigil.__main__` finds this module through its subcommand table. Keep
+the imports light: ``multigil --help`` imports every subcommand module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+
+from . import targets
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .result import Result
+
+__all__ = ["HELP", "configure", "run"]
+
+HELP = "tell which modules can be imported in an isolated interpreter"
+
+DESCRIPTION = """\
+Import each module in a fresh isolated interpreter (own GIL, as multigil's
+interpreters and pools use) and say whether it works there. Most third-party
+C extensions (numpy, pydantic-core, PyO3 and Cython modules, ...) refuse to
+load in isolated interpreters, and so does any module that imports them.
+Every check runs in a child process, so a module that crashes or hangs cannot
+take this one down.
+
+statuses:
+  ok       imports in an isolated interpreter
+  refuses  a C extension it needs does not support isolated interpreters
+  missing  not importable at all (not installed, or not on sys.path)
+  error    its import raises another exception (shown)
+  crashed  its import killed the checking process (signal or exit status shown)
+  timeout  its import took longer than --timeout
+
+exit status: 0 if every module is ok, 1 if any is not, 2 on a usage error.
+"""
+
+EPILOG = """\
+examples:
+  multigil check json numpy mypackage.core
+  multigil check --installed
+  multigil check --requirements requirements.txt --json > check.json
+"""
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def _module_name(text: str) -> str:
+    if not targets.is_module_name(text):
+        hint = ""
+        if targets.is_module_name(text.replace("-", "_")):
+            hint = (f" (a distribution name? its module may be {text.replace('-', '_')!r}; "
+                    "--requirements maps distributions to modules)")
+        raise argparse.ArgumentTypeError(f"not a module name: {text!r}{hint}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {value}")
+    return value
+
+
+def _requirements(text: str) -> list[str]:
+    # Read at parse time: a wrong path is a usage error (exit 2), found
+    # before any checking starts.
+    try:
+        return targets.parse_requirements(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc}") from None
+
+
+_seconds.__name__ = "seconds"  # what argparse names in its own messages
+_jobs.__name__ = "number"
+_requirements.__name__ = "requirements file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``multigil check`` to *parser*."""
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("modules", nargs="*", metavar="MODULE", type=_module_name,
+                        help="dotted module names to check")
+    parser.add_argument("--installed", action="store_true",
+                        help="check every top-level module of the installed distributions")
+    parser.add_argument("--requirements", "-r", action="append", default=[],
+                        metavar="FILE", type=_requirements,
+                        help="check the modules of the distributions a pip requirements "
+                             "file names (may be repeated)")
+    parser.add_argument("--all", action="store_true", dest="include_private",
+                        help="with --installed or --requirements, also check private "
+                             "modules (names starting with '_')")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of the table")
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time allowed per module (default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                        help="checking processes run at a time (default: up to 4, "
+                             "one per CPU)")
+    parser.set_defaults(_check_parser=parser)
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    parser: argparse.ArgumentParser = args._check_parser
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _collect(args: argparse.Namespace) -> tuple[list[targets.Target], list[str]]:
+    """The modules to check, in order, and warnings about the choice."""
+    chosen: dict[str, targets.Target] = {}
+    warnings: list[str] = []
+    for name in args.modules:
+        chosen.setdefault(name, targets.Target(name))
+    distributions = [name for names in args.requirements for name in names]
+    if distributions:
+        found, unresolved = targets.modules_of_distributions(distributions,
+                                                             args.include_private)
+        for target in found:
+            chosen.setdefault(target.module, target)
+        if unresolved:
+            warnings.append(
+                "not installed here, checked under a module name guessed from the "
+                f"distribution name: {', '.join(unresolved)}")
+    if args.installed:
+        for target in targets.installed_modules(args.include_private):
+            chosen.setdefault(target.module, target)
+    unknown = [name for name, target in chosen.items() if not target.distributions]
+    if unknown:
+        for name, dists in targets.distributions_of(unknown).items():
+            chosen[name].distributions = dists
+    return list(chosen.values()), warnings
+
+
+def _progress(total: int) -> Callable[[Result], None] | None:
+    # A live counter only for people watching a long run.
+    if total < 4 or not sys.stderr.isatty():
+        return None
+    done = 0
+
+    def show(result: Result) -> None:
+        nonlocal done
+        done += 1
+        end = "\n" if done == total else ""
+        print(f"\r\033[Kchecked {done}/{total}: {result.module}", end=end,
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``multigil check`` with parsed *args*; return the exit status."""
+    # Not at import time: ``multigil --help`` imports this module.
+    from . import report
+    from .runner import check_modules
+
+    if not (args.modules or args.installed or args.requirements):
+        return _usage_error(args, "name modules to check, or use --installed or --requirements")
+    chosen, warnings = _collect(args)
+    if not chosen:
+        return _usage_error(args, "no modules to check (the requirements name none)")
+    outcome = check_modules([t.module for t in chosen], timeout=args.timeout,
+                            jobs=args.jobs, progress=_progress(len(chosen)))
+    for target, result in zip(chosen, outcome.results):
+        result.distributions = list(target.distributions)
+    warnings += outcome.warnings
+    results = outcome.results
+    try:
+        _print(results, warnings, as_json=args.json)
+    except BrokenPipeError:
+        # Piped into ``head`` and the like: the reader left, which is fine.
+        # Point stdout at /dev/null so that the exit-time flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for warning in warnings:
+        print(textwrap.fill(f"warning: {warning}", width=88, subsequent_indent="  "),
+              file=sys.stderr)
+    return report.exit_status(results)
+
+
+def _print(results: list[Result], warnings: list[str], *, as_json: bool) -> None:
+    """The report on stdout: JSON, or the table, summary and hints."""
+    from . import report
+
+    if as_json:
+        json.dump(report.to_json(results, warnings), sys.stdout, indent=2)
+        print()
+    else:
+        print(report.table(results))
+        print()
+        print(report.summary(results))
+        for hint in report.hints(results):
+            print(textwrap.fill(hint, width=88, subsequent_indent="      "))
+    sys.stdout.flush()  # a closed pipe raises here, inside run()'s handler

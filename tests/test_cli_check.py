@@ -1,0 +1,388 @@
+"""Tests for ``multigil check``: verdicts, crash isolation, JSON, arguments.
+
+Most tests call :func:`multigil.__main__.main` in this process; the checks
+themselves still run in child processes, which inherit the environment, so
+the throw-away modules written to ``tmp_path`` reach them through PYTHONPATH.
+One test runs ``python -m multigil check`` end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import multigil
+from multigil.__main__ import SUBCOMMANDS, main
+from multigil._check import report, runner, targets, worker
+from multigil._check.result import STATUSES, Result
+
+SRC = str(Path(list(multigil.__path__)[0]).parent)
+
+MODULES = {
+    "mg_raises": "raise RuntimeError('boom at import')\n",
+    "mg_aborts": "import os\nos.abort()\n",
+    "mg_exits": "import os\nos._exit(3)\n",
+    "mg_sleeps": "import time\ntime.sleep(60)\n",
+    "mg_needs_numpy": "import numpy\n",
+    "mg_needs_missing": "import mg_no_such_dependency\n",
+    "mg_survives_numpy": "try:\n    import numpy\nexcept ImportError:\n    numpy = None\n",
+    "mg_prints": "print('noise on stdout ' * 1000)\nimport sys\nprint('noise', file=sys.stderr)\n",
+}
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Throw-away modules in a folder on the checking processes' PYTHONPATH."""
+    for name, source in MODULES.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    return tmp_path
+
+
+def _check_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    status = main(["check", "--json", *args])
+    out = capsys.readouterr().out
+    return status, json.loads(out)
+
+
+def _by_module(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["module"]: entry for entry in data["modules"]}
+
+
+# ---------------------------------------------------------------- verdicts --
+
+@pytest.mark.timeout(60)
+def test_stdlib_module_is_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["check", "json"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.splitlines()[0].split() == ["MODULE", "STATUS", "REASON"]
+    assert out.splitlines()[1].split()[:2] == ["json", "ok"]
+    assert "1 module: 1 ok" in out
+    assert "hint" not in out
+
+
+@pytest.mark.timeout(60)
+def test_numpy_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    # numpy is a test dependency: no importorskip, it must be there.
+    status, data = _check_json(capsys, "numpy")
+    assert status == 1
+    entry = _by_module(data)["numpy"]
+    assert entry["status"] == "refuses"
+    assert entry["extension"].startswith("numpy.")
+    assert entry["extension"] in entry["reason"]
+    assert entry["distributions"] == ["numpy"]
+
+
+@pytest.mark.timeout(60)
+def test_refusal_in_text_output_has_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert "refuses" in out and "does not support isolated interpreters" in out
+    assert "main interpreter" in out and "process pool" in out
+
+
+@pytest.mark.timeout(60)
+def test_pure_python_module_importing_numpy_refuses(
+        modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "mg_needs_numpy", "mg_survives_numpy")
+    assert status == 1
+    found = _by_module(data)
+    assert found["mg_needs_numpy"]["status"] == "refuses"
+    assert found["mg_needs_numpy"]["extension"].startswith("numpy.")
+    # Caught the ImportError and carried on: ok, with the refusal noted.
+    survived = found["mg_survives_numpy"]
+    assert survived["status"] == "ok"
+    assert any(ext.startswith("numpy.") for ext in survived["refused"])
+    assert "refused" in survived["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_nonexistent_module_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "mg_no_such_module", "json.no_such_submodule")
+    assert status == 1
+    for name, entry in _by_module(data).items():
+        assert entry["status"] == "missing", entry
+        assert entry["error"].startswith("ModuleNotFoundError")
+        assert name in entry["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_module_raising_at_import_is_error(
+        modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "mg_raises", "mg_needs_missing")
+    assert status == 1
+    found = _by_module(data)
+    raises = found["mg_raises"]
+    assert raises["status"] == "error"
+    assert raises["error"] == "RuntimeError: boom at import"
+    assert "RuntimeError: boom at import" in raises["reason"]
+    assert "mg_raises.py" in raises["detail"]  # the traceback
+    # A missing *dependency* makes a broken module, not a missing one.
+    needs = found["mg_needs_missing"]
+    assert needs["status"] == "error"
+    assert "mg_no_such_dependency" in needs["reason"]
+
+
+@pytest.mark.timeout(90)
+def test_crash_is_reported_and_the_batch_goes_on(
+        modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # One checking process (--jobs 1) for the whole batch: the modules after
+    # each crash must still be checked, by a new process.
+    names = ["json", "mg_aborts", "mg_raises", "mg_exits", "mg_prints", "decimal"]
+    status, data = _check_json(capsys, "--jobs", "1", *names)
+    assert status == 1
+    found = _by_module(data)
+    assert [entry["module"] for entry in data["modules"]] == names
+    assert found["json"]["status"] == "ok"
+    aborts = found["mg_aborts"]
+    assert aborts["status"] == "crashed"
+    assert "SIGABRT" in aborts["reason"]
+    exits = found["mg_exits"]
+    assert exits["status"] == "crashed"
+    assert "exited with status 3" in exits["reason"]
+    assert found["mg_raises"]["status"] == "error"
+    assert found["mg_prints"]["status"] == "ok"  # its output is not the protocol
+    assert found["decimal"]["status"] == "ok"
+    assert data["summary"]["crashed"] == 2
+
+
+@pytest.mark.timeout(90)
+def test_timeout_kills_only_that_module(
+        modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "--jobs", "1", "--timeout", "4",
+                               "mg_sleeps", "json")
+    assert status == 1
+    found = _by_module(data)
+    assert found["mg_sleeps"]["status"] == "timeout"
+    assert "4 s" in found["mg_sleeps"]["reason"]
+    assert found["json"]["status"] == "ok"
+
+
+# -------------------------------------------------------------------- JSON --
+
+@pytest.mark.timeout(60)
+def test_json_structure(modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "json", "mg_no_such_module", "json")
+    assert status == 1
+    assert set(data) >= {"python", "executable", "multigil", "modules", "summary", "ok",
+                         "warnings"}
+    assert data["ok"] is False
+    assert data["multigil"] == multigil.__version__
+    assert [entry["module"] for entry in data["modules"]] == ["json", "mg_no_such_module"]
+    assert list(data["summary"]) == list(STATUSES)
+    assert data["summary"]["ok"] == 1 and data["summary"]["missing"] == 1
+    fields = {"module", "status", "reason", "extension", "error", "refused", "detail",
+              "seconds", "distributions"}
+    for entry in data["modules"]:
+        assert set(entry) == fields
+        assert entry["status"] in STATUSES
+        assert isinstance(entry["reason"], str) and "\n" not in entry["reason"]
+        assert isinstance(entry["seconds"], float)
+
+
+@pytest.mark.timeout(60)
+def test_json_all_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "json", "xml.etree.ElementTree")
+    assert status == 0
+    assert data["ok"] is True
+    assert data["summary"]["ok"] == 2
+
+
+# ------------------------------------------------------ sources of modules --
+
+@pytest.mark.timeout(60)
+def test_requirements_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "more.txt").write_text("NumPy>=1.0  # distribution names are case-blind\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(textwrap.dedent("""\
+        # comment
+        --index-url https://example.invalid/simple
+        -r more.txt
+        mg-not-installed-dist==1.0 ; python_version >= "3"
+        """))
+    status = main(["check", "--json", "--requirements", str(requirements)])
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    found = _by_module(data)
+    assert status == 1
+    assert found["numpy"]["status"] == "refuses"
+    assert found["mg_not_installed_dist"]["status"] == "missing"
+    assert "mg-not-installed-dist" in captured.err  # warned: guessed the module name
+
+
+@pytest.mark.timeout(60)
+def test_installed(modules: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    table = {"json": ["dist-a"], "_mg_private": ["dist-a"], "__pycache__": ["dist-b"],
+             "1notamodule": ["dist-b"], "mg_raises": ["dist-b", "dist-c"]}
+    (modules / "_mg_private.py").write_text("")
+    monkeypatch.setattr(targets, "_top_level", lambda: table)
+    status, data = _check_json(capsys, "--installed")
+    assert [entry["module"] for entry in data["modules"]] == ["json", "mg_raises"]
+    assert _by_module(data)["mg_raises"]["distributions"] == ["dist-b", "dist-c"]
+    assert status == 1
+    status, data = _check_json(capsys, "--installed", "--all")
+    assert [entry["module"] for entry in data["modules"]] == ["_mg_private", "json",
+                                                              "mg_raises"]
+
+
+# --------------------------------------------------------------- arguments --
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("argv", [
+    [],                               # nothing to check
+    ["--timeout", "0", "json"],
+    ["--timeout", "soon", "json"],
+    ["--jobs", "0", "json"],
+    ["not-a-module"],
+    ["1abc"],
+    ["json", "--requirements", "/no/such/requirements.txt"],
+    ["json", "--no-such-option"],
+])
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "error:" in err
+
+
+@pytest.mark.timeout(30)
+def test_empty_requirements_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "requirements.txt"
+    empty.write_text("# nothing\n")
+    assert main(["check", "--requirements", str(empty)]) == 2
+    assert "no modules to check" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_registered_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert SUBCOMMANDS["check"] == "multigil._check.cli"
+    assert main(["check", "--help"]) == 0
+    out = capsys.readouterr().out
+    for word in ("--installed", "--requirements", "--json", "--timeout", *STATUSES):
+        assert word in out
+
+
+# -------------------------------------------------------------- end to end --
+
+@pytest.mark.timeout(120)
+def test_python_m_multigil_check_end_to_end() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-m", "multigil", "check", "json"],
+                          capture_output=True, text=True, env=env, timeout=100,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].split()[:2] == ["json", "ok"]
+    assert "1 module: 1 ok" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "multigil", "check", "json", "numpy"],
+                          capture_output=True, text=True, env=env, timeout=100,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert "numpy" in done.stdout and "refuses" in done.stdout
+
+
+# ------------------------------------------------------------- the pieces --
+
+def _outcome(ok: bool, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"ok": ok, "refused": []}
+    if not ok:
+        base.update(type="ImportError", message="", name=None, refusal=None, traceback="tb")
+    base.update(fields)
+    return base
+
+
+def _never() -> dict[str, Any]:
+    raise AssertionError("the main interpreter should not be asked")
+
+
+@pytest.mark.timeout(10)
+def test_classify() -> None:
+    ok = worker.classify("m", _outcome(True), _never)
+    assert ok.status == "ok" and ok.refused == []
+    # A stdlib fallback (3.12's _datetime) is kept in the data, not shown.
+    quiet = worker.classify("m", _outcome(True, refused=[
+        ["_datetime", "module _datetime does not support loading in subinterpreters"]]), _never)
+    assert quiet.refused == ["_datetime"] and "refused" not in quiet.reason
+    itself = worker.classify("ext", _outcome(False, refusal=["ext", "no"]), _never)
+    assert itself.status == "refuses" and "is a C extension" in itself.reason
+    missing = worker.classify("a.b", _outcome(False, type="ModuleNotFoundError", name="a"),
+                              lambda: _outcome(False, type="ModuleNotFoundError", name="a"))
+    assert missing.status == "missing"
+    isolated_only = worker.classify("m", _outcome(False, type="RuntimeError", message="x"),
+                                    lambda: _outcome(True))
+    assert isolated_only.status == "error" and "only in an isolated" in isolated_only.reason
+    swallowed = worker.classify(
+        "m", _outcome(False, type="AttributeError", message="x", refused=[
+            ["fast._speedups", "module fast._speedups does not support loading in "
+                               "subinterpreters"]]),
+        lambda: _outcome(True))
+    assert swallowed.status == "refuses" and swallowed.extension == "fast._speedups"
+
+
+@pytest.mark.timeout(10)
+def test_parse_requirements(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("attrs\n-r main.txt\n")  # a cycle: read once
+    main_file = tmp_path / "main.txt"
+    main_file.write_text(textwrap.dedent("""\
+        requests[socks]>=2 ; python_version >= "3.8"   # trailing comment
+        PyYAML \\
+            ==6.0
+        --requirement=base.txt
+        -c constraints.txt
+        -e ./local/path
+        -e git+https://example.invalid/repo.git#egg=from-vcs
+        pkg @ https://example.invalid/pkg-1.0.whl
+        https://example.invalid/x.tar.gz#egg=from-url
+        ./some/dir
+        requests
+        """))
+    assert targets.parse_requirements(main_file) == [
+        "requests", "PyYAML", "attrs", "from-vcs", "pkg", "from-url"]
+
+
+@pytest.mark.timeout(10)
+def test_modules_of_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {"yaml": ["PyYAML"], "_yaml": ["PyYAML"], "numpy": ["numpy"]}
+    monkeypatch.setattr(targets, "_top_level", lambda: table)
+    found, unresolved = targets.modules_of_distributions(["pyyaml", "Not.Here"])
+    assert [(t.module, t.distributions) for t in found] == [
+        ("yaml", ["PyYAML"]), ("not_here", ["Not.Here"])]
+    assert unresolved == ["Not.Here"]
+    found, _ = targets.modules_of_distributions(["PYYAML"], include_private=True)
+    assert [t.module for t in found] == ["_yaml", "yaml"]
+
+
+@pytest.mark.timeout(10)
+def test_report_pieces() -> None:
+    results = [Result("json", "ok", "imports"),
+               Result("a.very.long.module.name", "refuses", "r " * 100, extension="x")]
+    lines = report.table(results, width=80).splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[2].endswith("...")
+    # Columns line up.
+    assert len({line.index(line.split()[1]) for line in lines}) == 1
+    assert report.summary(results) == "2 modules: 1 ok, 1 refuses"
+    assert report.exit_status(results) == 1
+    assert report.exit_status(results[:1]) == 0
+    assert report.hints(results[:1]) == []
+    with pytest.raises(ValueError):
+        Result("m", "fine", "")
+
+
+@pytest.mark.timeout(10)
+def test_runner_helpers() -> None:
+    assert runner._death(-6) == "died with SIGABRT"
+    assert runner._death(3) == "exited with status 3"
+    tail = "noise\nFatal Python error: Aborted\n\nCurrent thread:\n  File x\n"
+    assert runner._why(tail) == "Fatal Python error: Aborted"
+    assert runner._why("free(): invalid pointer\n") == "free(): invalid pointer"
+    assert runner.check_modules([]).results == []
