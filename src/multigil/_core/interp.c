@@ -559,7 +559,7 @@ mg_interp_close(mg_state *st, int64_t id)
         problem = "is running in another thread; wait for that call to return "
                   "(or stop the executor using it) before closing it";
     }
-    else if (ip->exports > 0) {
+    else if (ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
         problem = "still lends buffers (memoryviews) to other interpreters; "
                   "release those views first";
     }
@@ -583,6 +583,27 @@ mg_interp_close(mg_state *st, int64_t id)
     }
     PyThreadState *saved = PyThreadState_Swap(ts);
     run_deferred_of(ip);
+    LOCK();
+    long lent = ip->exports;
+    UNLOCK();
+    if (lent > 0) {
+        PyThreadState_Swap(saved);
+        LOCK();
+        ip->closing = 0;
+        atomic_fetch_sub(&ip->busy, 1);
+        UNLOCK();
+        mg_raise(st, "InterpreterError", "interpreter %lld still lends buffers (memoryviews) "
+                 "to other interpreters; release those views first", (long long)id);
+        return -1;
+    }
+    /* The function caches keep module globals alive, and the finalisation of
+     * a 3.12/3.13 interpreter does not always free what they hold: objects
+     * whose release matters (views of other interpreters' buffers, shared
+     * buffers) go now, while their destructors can still run. */
+    if (ip->state != NULL) {
+        Py_CLEAR(ip->state->fn_by_blob);
+        Py_CLEAR(ip->state->blob_by_fn);
+    }
 
     /* Every other cached thread state of it goes now: Py_EndInterpreter
      * insists on being left with the last one. */
@@ -625,6 +646,8 @@ mg_interp_close(mg_state *st, int64_t id)
     LOCK();
     remove_entry_locked(ip);
     UNLOCK();
+    /* Its finalisation dropped views of the caller's buffers: release them. */
+    mg_interp_run_deferred();
     return 0;
 }
 

@@ -1035,6 +1035,22 @@ dec_bigint(dec_t *d, int tag)
     return v;
 }
 
+/* A UCS4 payload must hold code points only: a corrupted stream must not
+ * build an invalid str (PyUnicode_FromKindAndData does not check). */
+static int
+ucs4_valid(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        Py_UCS4 c;
+        memcpy(&c, p + i * 4, 4);
+        if (c > 0x10FFFF) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 dec_str(dec_t *d, int kind)
 {
@@ -1055,6 +1071,9 @@ dec_str(dec_t *d, int kind)
     }
     const unsigned char *p = d->p;
     d->p += n * (size_t)kind;
+    if (kind == 4 && !ucs4_valid(p, n)) {
+        return malformed("bad code point");
+    }
     return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
 }
 
@@ -1069,6 +1088,9 @@ dec_str_ref(dec_t *d)
     }
     if ((kind != 1 && kind != 2 && kind != 4) || n > (uint64_t)PY_SSIZE_T_MAX / 4) {
         return malformed("bad string");
+    }
+    if (kind == 4 && !ucs4_valid(p, (size_t)n)) {
+        return malformed("bad code point");
     }
     return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
 }
