@@ -1,0 +1,361 @@
+"""``map``: chunking, ordered and unordered results, progress.
+
+A map call cuts its input into chunks -- lists of argument tuples -- and sends
+each chunk as one task (``_core.submit_task(..., chunked=True)``); the worker
+applies the function to every item and sends back ``(results, error)``, the
+error being that of the first item that raised.  One chunk costs about as much
+as one task: a few tens of microseconds, most of it the two moments the worker
+spends attached to the main interpreter.  Chunks are what make a million tiny
+tasks a second possible.
+
+Chunk size, unless given:
+
+* the input's length is known (``len()``; without ``buffersize`` every input
+  is collected at once, as the stdlib does, so it always is):
+  ``ceil(n / (4 * workers))``, at most :data:`CHUNK_CAP` -- four chunks a
+  worker balance uneven work, as ``multiprocessing.Pool.map`` does;
+* the input is read lazily (``buffersize``): adaptive.  The first chunks
+  hold one item each, and only ``2 * workers`` of them are sent before one
+  comes back.  Each chunk that comes back tells how long an item takes; the
+  next chunk is sized to last about :data:`TARGET_CHUNK_S`, growing at most
+  twofold a chunk, up to the cap and to ``buffersize // (2 * workers)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import CancelledError
+from typing import TYPE_CHECKING, Any
+
+from .._remote import pickle_function
+
+if TYPE_CHECKING:
+    from ._future import InterpreterFuture
+    from ._pool import _Pool
+
+__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate"]
+
+#: Most items a chunk gets when map chooses the size.
+CHUNK_CAP = 4096
+#: How long an adaptively sized chunk should keep a worker busy.
+TARGET_CHUNK_S = 0.02
+
+
+def auto_chunksize(n: int, workers: int) -> int:
+    """Chunk size for `n` items over `workers`: four chunks a worker, capped."""
+    return max(1, min(CHUNK_CAP, -(-n // (4 * max(1, workers)))))
+
+
+def make_bar(progress: bool | Mapping[str, Any], total: int | None) -> Any:
+    """A tqdm bar, or None.  `progress` may be a mapping of tqdm options."""
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError(
+            "map(..., progress=True) draws a tqdm progress bar, but tqdm is not "
+            "installed: pip install 'multigil[progress]' (or pip install tqdm)"
+        ) from exc
+    options = dict(progress) if isinstance(progress, Mapping) else {}
+    options.setdefault("total", total)
+    options.setdefault("unit", "task")
+    return tqdm(**options)
+
+
+def _length(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+class MapRun:
+    """The chunks of one map call: those sent, and (lazy mode) those to come.
+
+    `notify`, if given, is added as done-callback to every chunk future (the
+    unordered iterators wait on what it collects).
+    """
+
+    def __init__(self, pool: _Pool, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], *,
+                 chunksize: int | None, buffersize: int | None, ordered: bool,
+                 progress: bool | Mapping[str, Any],
+                 notify: Callable[[Any], object] | None = None) -> None:
+        if chunksize is not None:
+            if not isinstance(chunksize, int) or isinstance(chunksize, bool):
+                raise TypeError("chunksize must be an integer or None")
+            if chunksize < 1:
+                raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self.pool = pool
+        self.fn = fn
+        self.ordered = ordered
+        self.notify = notify
+        self.workers = pool.max_workers
+        # submitted chunks not yet consumed, in submission order
+        self.live: dict[InterpreterFuture, None] = {}
+        self.inflight = 0            # items in self.live
+        self.source: Iterator[tuple[Any, ...]] | None = None  # lazy mode input
+        self.buffersize = buffersize
+        self.fixed = chunksize
+        self.item_s: float | None = None   # measured seconds an item takes
+        self.last_size = 1
+        self.cap = CHUNK_CAP
+        self.bar = None
+
+        if buffersize is None:
+            # Collect every input now, as the stdlib's map does; no copy of
+            # inputs that know their length.
+            zipped = None
+            if _length(iterables) is None:
+                if len(iterables) == 1:
+                    iterables = (list(iterables[0]),)
+                else:  # zip stops at the shortest, which may be the only finite one
+                    zipped = list(zip(*iterables))
+            n = len(zipped) if zipped is not None else _length(iterables) or 0
+            self.bar = make_bar(progress, n)
+            size = chunksize or auto_chunksize(n, self.workers)
+            try:
+                for chunk in _chunks(iterables, size, zipped):
+                    if not self._send(chunk):
+                        break
+            except BaseException:
+                self.stop()
+                raise
+        else:
+            self.bar = make_bar(progress, _length(iterables))
+            self.cap = max(1, min(CHUNK_CAP, buffersize // (2 * self.workers)))
+            self.source = iter(zip(*iterables))
+            try:
+                self._refill()
+            except BaseException:
+                self.stop()
+                raise
+
+    # ----------------------------------------------------------- sending --
+
+    def _send(self, chunk: list[tuple[Any, ...]]) -> bool:
+        """Submit one chunk; False if no more should be sent (fn unsendable)."""
+        fut = self._submit(chunk)
+        if fut._mg_worker is None and fut.done() and fut.exception() is not None:
+            # The chunk could not be encoded: if the function itself cannot
+            # cross, this error is the map's; else find the item at fault.
+            try:
+                pickle_function(self.fn)
+            except Exception:
+                return False
+            del self.live[fut]
+            self.inflight -= len(chunk)
+            for item in chunk:
+                self._submit([item])
+        return True
+
+    def _submit(self, chunk: list[tuple[Any, ...]]) -> InterpreterFuture:
+        fut = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
+        self.live[fut] = None
+        self.inflight += len(chunk)
+        if self.bar is not None:
+            fut.add_done_callback(self._advance_bar)
+        if self.notify is not None:
+            fut.add_done_callback(self.notify)
+        return fut
+
+    def _advance_bar(self, fut: Any) -> None:
+        bar = self.bar
+        if bar is not None and not fut.cancelled():
+            bar.update(fut._mg_chunk)
+
+    def _next_size(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if self.item_s is None:
+            return 1
+        ideal = int(TARGET_CHUNK_S / max(self.item_s, 1e-9))
+        return max(1, min(ideal, self.cap, self.last_size * 2))
+
+    def _refill(self) -> None:
+        """Lazy mode: read and send input while the buffer has room."""
+        assert self.buffersize is not None
+        while self.source is not None and self.inflight < self.buffersize:
+            if self.item_s is None and not self.fixed and len(self.live) >= 2 * self.workers:
+                break  # wait to learn how long an item takes
+            size = min(self._next_size(), self.buffersize - self.inflight)
+            chunk = list(itertools.islice(self.source, size))
+            if not chunk:
+                self.source = None
+                break
+            self.last_size = len(chunk)
+            if not self._send(chunk):
+                self.source = None
+            if len(chunk) < size:
+                self.source = None
+
+    # --------------------------------------------------------- consuming --
+
+    def __bool__(self) -> bool:
+        return bool(self.live)
+
+    def head(self) -> InterpreterFuture:
+        return next(iter(self.live))
+
+    def consume(self, fut: InterpreterFuture) -> tuple[list[Any], BaseException | None]:
+        """Take a finished chunk out: its results and the error that ended it."""
+        del self.live[fut]
+        self.inflight -= fut._mg_chunk
+        outcome: tuple[list[Any], BaseException | None]
+        try:
+            outcome = fut.result(0)
+        except CancelledError as exc:
+            outcome = [], exc
+        except BaseException as exc:
+            outcome = [], exc
+        if self.source is not None:
+            self._measure(fut)
+            self._refill()
+        return outcome
+
+    def _measure(self, fut: InterpreterFuture) -> None:
+        t0, t1 = fut._mg_t0, fut._mg_t1
+        if t0 and t1 > t0:
+            per = (t1 - t0) / fut._mg_chunk
+            self.item_s = per if self.item_s is None else (self.item_s + per) / 2
+
+    def stop(self, interrupt: bool = False) -> None:
+        """Cancel what was not consumed (interrupt: running chunks too)."""
+        self.source = None
+        live, self.live = self.live, {}
+        for fut in live:
+            fut.cancel(interrupt=interrupt)
+        self.inflight = 0
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()
+
+
+def _chunks(iterables: tuple[Iterable[Any], ...], size: int,
+            zipped: list[tuple[Any, ...]] | None = None) -> Iterator[list[tuple[Any, ...]]]:
+    islice = itertools.islice
+    if zipped is not None:
+        for i in range(0, len(zipped), size):
+            yield zipped[i:i + size]
+    elif len(iterables) == 1:
+        it = iter(iterables[0])
+        while chunk := [(x,) for x in islice(it, size)]:
+            yield chunk
+    else:
+        z = zip(*iterables)
+        while chunk := list(islice(z, size)):
+            yield chunk
+
+
+def iterate(run: MapRun, end_time: float | None,
+            done_q: queue.SimpleQueue[InterpreterFuture] | None = None,
+            keepalive: object = None) -> Iterator[Any]:
+    """The results of a map call, in input order or (unordered) as chunks finish.
+
+    Stdlib semantics: an item whose call raised raises when it is reached,
+    and iteration ends there; TimeoutError if a result is not there by
+    `end_time`; when the iterator is closed early, the chunks not started are
+    cancelled.  Ctrl-C (KeyboardInterrupt) while waiting also interrupts the
+    chunks that are running.  Unordered runs pass `done_q`, which the run's
+    notify callback fills with the chunks as they finish.  `keepalive` (the
+    executor) lives as long as the iterator.
+    """
+    try:
+        while run:
+            if done_q is None:
+                fut = run.head()
+                if not fut.done():
+                    _wait(fut, end_time)
+            else:
+                try:
+                    fut = done_q.get(timeout=None if end_time is None
+                                     else max(0.0, end_time - time.monotonic()))
+                except queue.Empty:
+                    raise TimeoutError from None
+                if fut not in run.live:
+                    continue
+            results, exc = run.consume(fut)
+            del fut
+            yield from results
+            del results
+            if exc is not None:
+                try:
+                    raise exc
+                finally:
+                    exc = None
+    except KeyboardInterrupt:
+        run.stop(interrupt=True)
+        raise
+    finally:
+        run.stop()
+
+
+def _wait(fut: InterpreterFuture, end_time: float | None) -> None:
+    timeout = None if end_time is None else max(0.0, end_time - time.monotonic())
+    try:
+        fut.exception(timeout)
+    except CancelledError:
+        pass
+
+
+async def aiterate(run_factory: Callable[[Callable[[Any], object] | None], MapRun],
+                   ordered: bool, keepalive: object = None) -> AsyncIterator[Any]:
+    """Async version of :func:`iterate`: the chunks are sent when iteration starts.
+
+    Cancelling the task that iterates cancels the chunks not started and
+    interrupts those running.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    aq: asyncio.Queue[InterpreterFuture] | None = None if ordered else asyncio.Queue()
+
+    def notify(fut: InterpreterFuture) -> None:
+        try:
+            loop.call_soon_threadsafe(aq.put_nowait, fut)  # type: ignore[union-attr]
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    run = run_factory(None if aq is None else notify)
+    try:
+        while run:
+            if aq is None:
+                fut = run.head()
+                if not fut.done():
+                    try:
+                        await asyncio.wrap_future(fut)
+                    except asyncio.CancelledError:
+                        task = asyncio.current_task()
+                        if not fut.cancelled() or (task is not None and task.cancelling()):
+                            raise
+                    except Exception:
+                        pass  # consume() gives it out in order
+            else:
+                fut = await aq.get()
+                if fut not in run.live:
+                    continue
+            results, exc = run.consume(fut)
+            del fut
+            for r in results:
+                yield r
+            del results
+            if exc is not None:
+                try:
+                    raise exc
+                finally:
+                    exc = None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        run.stop(interrupt=True)
+        raise
+    finally:
+        run.stop()

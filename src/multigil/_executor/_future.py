@@ -1,0 +1,177 @@
+"""The executor's future, and how a worker's outcome becomes a result.
+
+:class:`InterpreterFuture` is a :class:`concurrent.futures.Future` with one
+addition: ``cancel(interrupt=True)`` also stops a task that is already running
+(the worker raises :class:`~multigil.TaskCancelled` in it and goes on with the
+next task).  Plain ``cancel()`` behaves exactly as in the standard library.
+
+The state changes the pool makes go through the ``_mg_*`` methods below, under
+the future's own condition, so that a cancellation racing with a worker that
+starts or finishes the task always leaves the future in one consistent state.
+They use the private state of :class:`concurrent.futures.Future` (``_state``,
+``_condition``, ``_waiters``), which has been the same from Python 3.2 to 3.14.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ExecutionFailed
+from .._remote import ExcInfo
+
+if TYPE_CHECKING:
+    from ._pool import _Pool
+
+__all__ = ["InterpreterFuture", "exception_from"]
+
+
+class InterpreterFuture(Future):  # type: ignore[type-arg]
+    """The future of a task run by :class:`multigil.InterpreterPoolExecutor`.
+
+    Everything :class:`concurrent.futures.Future` does, and
+    ``cancel(interrupt=True)`` to stop the task even while it runs.
+    """
+
+    # Set by the pool; not part of the API.  Class-level defaults: a task
+    # costs microseconds, and most futures never change most of these.
+    _mg_pool: _Pool | None = None
+    _mg_tid: int = 0
+    _mg_worker: Any = None           # the multigil._core.Worker running it, once started
+    _mg_timeout: float | None = None
+    _mg_chunk: int = 0               # items in a map chunk; 0 for a plain task
+    _mg_stop: str | None = None      # why it was stopped while running: 'cancel' | 'timeout'
+    _mg_t0: float = 0.0              # map chunks: perf_counter() when it started, ended
+    _mg_t1: float = 0.0
+
+    def cancel(self, *, interrupt: bool = False) -> bool:
+        """Cancel the task.
+
+        A task still waiting in the queue is cancelled at once, and ``True``
+        returned.  A task that is running is left alone (``False``, as in the
+        standard library) unless ``interrupt`` is true: then
+        :class:`~multigil.TaskCancelled` is raised inside it, at the worker's
+        next bytecode boundary, the future becomes cancelled at once, and the
+        worker goes on with the next task.  Returns ``False`` for a task that
+        has finished.
+        """
+        with self._condition:
+            state = self._state
+            if state == FINISHED:
+                return False
+            if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            if state == PENDING:
+                # Tell waiters now: the task will never run (the worker that
+                # meets it in the queue skips it), so wait() and as_completed()
+                # need not wait for a worker to get that far.
+                self._state = CANCELLED_AND_NOTIFIED
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+                self._condition.notify_all()
+        if state == PENDING:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+            return True
+        # RUNNING
+        pool = self._mg_pool
+        if not interrupt or pool is None:
+            return False
+        return pool._stop_running(self, "cancel")
+
+    # ------------------------------------------------------------ pool side --
+
+    def _mg_start(self) -> bool:
+        """PENDING -> RUNNING; False (and waiters told) if it was cancelled."""
+        with self._condition:
+            state = self._state
+            if state == PENDING:
+                self._state = RUNNING
+                return True
+            if state == CANCELLED:  # through Future.cancel(self)
+                self._state = CANCELLED_AND_NOTIFIED
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+        return False
+
+    def _mg_fail_pending(self, exc: BaseException) -> bool:
+        """Fail a task that has not started (broken pool)."""
+        with self._condition:
+            if self._state != PENDING:
+                return False
+            self._state = RUNNING  # so that set_exception() accepts it
+        self._mg_complete(exc=exc)
+        return True
+
+    def _mg_complete(self, result: Any = None, exc: BaseException | None = None) -> None:
+        """Record the worker's outcome; dropped if the task was stopped meanwhile."""
+        try:
+            if exc is None:
+                self.set_result(result)
+            else:
+                self.set_exception(exc)
+        except InvalidStateError:
+            pass  # cancelled or timed out while it ran: the outcome is not wanted
+
+    def _mg_finish_stopped(self, why: str, exc: BaseException | None = None) -> bool:
+        """RUNNING -> cancelled (why='cancel') or failed with `exc` (why='timeout').
+
+        False if the task is no longer running.
+        """
+        with self._condition:
+            if self._state != RUNNING:
+                return False
+            self._mg_stop = why
+            if exc is None:
+                self._state = CANCELLED_AND_NOTIFIED
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+            else:
+                self._exception = exc
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+
+def _is_task_cancelled(info: ExcInfo) -> bool:
+    t = info.type
+    return t.__name__ == "TaskCancelled" and t.__module__ == "multigil._errors"
+
+
+def exception_from(raw: tuple[Any, ...], fut: InterpreterFuture | None = None) -> BaseException:
+    """The exception to give the caller for a failure a worker described.
+
+    The original type where it can be rebuilt, with :class:`ExecutionFailed`
+    (which holds the remote traceback) as its ``__cause__``; ExecutionFailed
+    itself otherwise (always for SystemExit and KeyboardInterrupt).  A task
+    stopped by its pool comes out as :class:`concurrent.futures.CancelledError`
+    or, when its time ran out, :class:`TimeoutError`.
+    """
+    info = ExcInfo(raw)
+    failed = ExecutionFailed(info)
+    exc: BaseException | None
+    if _is_task_cancelled(info):
+        timeout = fut._mg_timeout if fut is not None else None
+        if fut is not None and fut._mg_stop == "timeout":
+            exc = timeout_error(timeout)
+        else:
+            exc = CancelledError("the task was interrupted while it ran")
+    else:
+        exc = info.rebuild()
+        if exc is None:
+            return failed
+    exc.__cause__ = failed
+    return exc
+
+
+def timeout_error(timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"the task ran longer than its timeout ({timeout} s) and was interrupted")

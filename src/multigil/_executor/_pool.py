@@ -1,0 +1,417 @@
+"""The executor: worker threads around one native task queue.
+
+Data flow (compare CPython's Lib/concurrent/futures/process.py)::
+
+  main interpreter                                         worker interpreters
+  ────────────────                                         ───────────────────
+  submit(fn, *args)                                         thread 1 ── Worker.run() ─┐
+    │ future → pending[tid]                                 thread 2 ── Worker.run() ─┤
+    │ _core.submit_task(queue, tid, fn, args)                 ...                     │
+    └──► encoded task ──────────► _core.Queue ─────────────► (each worker takes the  │
+                                  (native, one per pool)      next task it is free for)
+                                                                                      │
+  on_start(tid) ◄── the worker thread attaches to main for a moment ◄─────────────────┤
+    │ pending[tid]: PENDING → RUNNING (False: cancelled, skip it)                     │
+    │                                                           runs fn(*args) ◄──────┤
+  on_done(tid, ok, value) ◄── same thread, result rebuilt in main ◄───────────────────┘
+    │ pending.pop(tid): set_result / set_exception, callbacks run here
+    ▼
+  future.result()
+
+Each worker is an OS thread that creates its own interpreter (the workers of a
+pool are created in parallel, each under its own GIL), runs the initializer
+there, then enters it once and stays inside, in ``_core.Worker.run()``: a task
+costs two hand-offs through native memory and no thread switch besides the
+worker's own, since the worker completes the future itself.  When ``run()``
+returns 'max_tasks' (max_tasks_per_worker) or 'fatal' (a task raised
+SystemExit or KeyboardInterrupt), the same thread closes the interpreter and
+starts a fresh one; when it returns 'closed' (the pool shut down and the queue
+is drained) it closes the interpreter and ends.
+
+Stopping a running task (``cancel(interrupt=True)``, a per-task timeout,
+``shutdown(interrupt=True)``, Ctrl-C) calls ``Worker.interrupt(tid)``, which
+raises TaskCancelled inside the task; the worker survives.
+
+Exit: ``threading._register_atexit`` (as the stdlib's thread.py) shuts every
+pool down before the interpreter joins its threads: work already submitted is
+finished, as with the stdlib executors -- unless the program is ending because
+of Ctrl-C (an uncaught KeyboardInterrupt), or Ctrl-C is pressed while exit
+waits: then queued tasks are cancelled and running ones interrupted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import BrokenExecutor
+from typing import Any, Callable, Mapping
+
+from .. import _core, interpreters
+from .._errors import InterpreterError, QueueClosed
+from . import _watchdog
+from ._future import InterpreterFuture, exception_from
+
+__all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers"]
+
+# Where the stdlib executors log a failed initializer.
+LOGGER = logging.getLogger("concurrent.futures")
+
+
+class BrokenInterpreterPool(BrokenExecutor):
+    """The pool cannot run tasks any more: a worker's initializer failed, or a
+    worker interpreter could not be created.  Tasks that had not started fail
+    with this error; ``submit`` raises it."""
+
+
+def default_max_workers() -> int:
+    """The CPUs this process may use (``os.process_cpu_count()`` where it exists)."""
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return count or 1
+
+
+# The interpreter is exiting: no new work (as in the stdlib's thread.py).
+_shutdown = False
+_global_lock = threading.Lock()
+_live: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+class _Slot:
+    """One worker thread of a pool, and the callbacks its Worker makes.
+
+    on_start and on_done run in the worker's thread, attached to the main
+    interpreter for the moment they take.
+    """
+
+    __slots__ = ("pool", "index", "worker", "thread", "ended", "__weakref__")
+
+    def __init__(self, pool: _Pool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.worker: Any = None
+        self.thread: threading.Thread | None = None
+        # Set when the thread has closed its last interpreter.  Waited on
+        # instead of Thread.join(): on 3.12 a join interrupted by Ctrl-C
+        # marks a running thread as stopped, and later joins return at once.
+        self.ended = threading.Event()
+
+    def on_start(self, tid: int) -> bool:
+        pending = self.pool.pending
+        fut = pending.get(tid)
+        if fut is None:
+            return False
+        fut._mg_worker = self.worker
+        if fut._mg_start():
+            try:
+                if fut._mg_chunk:
+                    fut._mg_t0 = time.perf_counter()
+                elif fut._mg_timeout is not None:
+                    _watchdog.watch(time.monotonic() + fut._mg_timeout, fut, self.pool)
+            except BaseException as exc:  # e.g. no thread for the timeout
+                pending.pop(tid, None)
+                fut._mg_complete(exc=exc)
+                return False
+            return True
+        pending.pop(tid, None)
+        return False
+
+    def on_done(self, tid: int, ok: bool | None, value: Any) -> None:
+        fut = self.pool.pending.pop(tid, None)
+        if fut is None:
+            return
+        try:
+            self._complete(fut, ok, value)
+        except BaseException as exc:  # never leave a future unfinished
+            fut._mg_complete(exc=exc)
+
+    @staticmethod
+    def _complete(fut: InterpreterFuture, ok: bool | None, value: Any) -> None:
+        if fut._mg_chunk:
+            # A map chunk: value is (results, excinfo or None)
+            fut._mg_t1 = time.perf_counter()
+            if ok is True:
+                results, raw = value
+                fut._mg_complete((results, None if raw is None else exception_from(raw, fut)))
+                return
+        elif ok is True:
+            fut._mg_complete(value)
+            return
+        if ok is False:
+            fut._mg_complete(exc=exception_from(value, fut))
+        else:  # the result could not be rebuilt here: value is that error
+            fut._mg_complete(exc=value)
+
+    def main(self) -> None:
+        """The worker thread: interpreters, one after another, until the pool closes."""
+        try:
+            self._serve()
+        finally:
+            self.ended.set()
+
+    def _serve(self) -> None:
+        pool = self.pool
+        while not pool.broken:
+            try:
+                interp = interpreters.create()
+            except BaseException as exc:
+                pool.set_broken(f"a worker interpreter could not be created: {exc}", exc)
+                return
+            try:
+                try:
+                    pool.initialize(interp)
+                except BaseException as exc:
+                    LOGGER.critical("Exception in initializer:", exc_info=True)
+                    pool.set_broken(
+                        "A worker initializer failed, the interpreter pool is not "
+                        f"usable anymore: {type(exc).__name__}: {exc}", exc)
+                    return
+                self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
+                                           self.on_done, pool.max_tasks)
+                reason = self.worker.run()
+            except BaseException as exc:
+                pool.set_broken(f"a worker failed: {type(exc).__name__}: {exc}", exc)
+                return
+            finally:
+                self.worker = None
+                _close(interp)
+            if reason == "closed":
+                return
+            queue = pool.queue
+            if queue.closed and queue.empty():
+                return
+            # 'max_tasks' or 'fatal': carry on in a fresh interpreter
+
+
+def _close(interp: interpreters.Interpreter) -> None:
+    try:
+        interp.close()
+    except InterpreterError as exc:
+        # Threads the tasks started may still run in it; the interpreters
+        # module closes it at exit.
+        print(f"multigil: could not close worker interpreter {interp.id}: {exc}",
+              file=sys.stderr)
+
+
+class _Pool:
+    """The state a pool's worker threads share with the executor object.
+
+    Kept apart from the public executor so that the threads do not keep the
+    executor alive: when it is garbage collected, the pool shuts down (its
+    queue is closed and the workers end once it is drained).
+    """
+
+    def __init__(self, max_workers: int, name: str, initializer: Any, initargs: tuple[Any, ...],
+                 shared: Mapping[str, Any] | None, max_tasks: int) -> None:
+        self.max_workers = max_workers
+        self.name = name
+        self.initializer = initializer
+        self.initargs = initargs
+        self.shared = dict(shared) if shared else None
+        self.max_tasks = max_tasks
+        self.queue = _core.Queue()
+        self.pending: dict[int, InterpreterFuture] = {}
+        self.ids = itertools.count(1)
+        self.lock = threading.Lock()
+        self.slots: list[_Slot] = []
+        self.shutdown_flag = False
+        self.broken: str | None = None
+        with _global_lock:
+            _live.add(self)
+
+    # ---------------------------------------------------------------- tasks --
+
+    def check_open(self) -> None:
+        """Raise if no task may be submitted now (call with self.lock held)."""
+        if self.broken:
+            raise BrokenInterpreterPool(self.broken)
+        if self.shutdown_flag:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    def submit(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
+               timeout: float | None = None, chunk: int = 0) -> InterpreterFuture:
+        """Queue one task (chunk: a map chunk of that many argument tuples)."""
+        fut = InterpreterFuture()
+        fut._mg_pool = self
+        if timeout is not None:
+            fut._mg_timeout = timeout
+        if chunk:
+            fut._mg_chunk = chunk
+        with self.lock:
+            self.check_open()
+            tid = next(self.ids)
+            fut._mg_tid = tid
+            self.pending[tid] = fut
+            try:
+                _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
+            except QueueClosed:  # pragma: no cover - closed only under self.lock
+                del self.pending[tid]
+                raise RuntimeError("cannot schedule new futures after shutdown") from None
+            except Exception as exc:
+                # The function or an argument cannot cross: this task fails,
+                # the pool goes on.
+                del self.pending[tid]
+                fut._mg_start()
+                fut._mg_complete(exc=exc)
+                return fut
+            except BaseException:
+                del self.pending[tid]
+                raise
+            if not self.slots:
+                self._start_workers()
+        return fut
+
+    def _start_workers(self) -> None:
+        """Start every worker at once: each creates its interpreter in parallel."""
+        for i in range(self.max_workers):
+            slot = _Slot(self, i)
+            t = threading.Thread(target=slot.main, name=f"{self.name}_{i}")
+            slot.thread = t
+            self.slots.append(slot)
+            try:
+                t.start()
+            except BaseException as exc:
+                slot.ended.set()
+                self.broken = f"could not start a worker thread: {exc}"
+                raise
+
+    def initialize(self, interp: interpreters.Interpreter) -> None:
+        if self.shared:
+            interp.prepare_main(self.shared)
+        init = self.initializer
+        if init is None:
+            return
+        if isinstance(init, str):
+            interp.exec(init)
+        else:
+            interp.call(init, *self.initargs)
+
+    # ------------------------------------------------------------- stopping --
+
+    def _stop_running(self, fut: InterpreterFuture, why: str,
+                      exc: BaseException | None = None) -> bool:
+        """Finish a running task's future now (cancelled, or `exc`) and
+        interrupt its worker.  False if it was not running any more."""
+        if not fut._mg_finish_stopped(why, exc):
+            return why == "cancel" and fut.cancelled()
+        worker, tid = fut._mg_worker, fut._mg_tid
+        if worker is None:  # pragma: no cover - set before RUNNING
+            return True
+        # The future turned RUNNING in on_start, a moment before the worker
+        # marks the task as its current one; until the task ends (on_done
+        # pops it), retry.  Usually the first try hits.
+        delay = 0.0
+        while tid in self.pending:
+            try:
+                if worker.interrupt(tid):
+                    break
+            except InterpreterError:  # the worker's interpreter closed: task over
+                break
+            time.sleep(delay)
+            delay = min(0.001, delay * 2 or 0.00002)
+        return True
+
+    def set_broken(self, message: str, cause: BaseException | None) -> None:
+        """Fail the tasks that have not started and stop taking new ones."""
+        with self.lock:
+            if self.broken:
+                return
+            self.broken = message
+            waiting = [f for f in self.pending.values() if not f.running()]
+            self.queue.close()
+        for fut in waiting:
+            self.pending.pop(fut._mg_tid, None)
+            err = BrokenInterpreterPool(message)
+            err.__cause__ = cause
+            fut._mg_fail_pending(err)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False,
+                 interrupt: bool = False) -> None:
+        with self.lock:
+            self.shutdown_flag = True
+            cancel = []
+            if cancel_futures or interrupt:
+                cancel = [f for f in self.pending.values() if not f.running()]
+            self.queue.close()
+        for fut in cancel:
+            if fut.cancel():
+                self.pending.pop(fut._mg_tid, None)
+        if interrupt:
+            self.interrupt_running()
+        if wait:
+            try:
+                self.join()
+            except KeyboardInterrupt:
+                # Ctrl-C while waiting: stop the work, then wait for that.
+                self.shutdown(wait=False, cancel_futures=True, interrupt=True)
+                self.join()
+                raise
+
+    def interrupt_running(self) -> None:
+        for fut in list(self.pending.values()):
+            if fut.running():
+                fut.cancel(interrupt=True)
+
+    def join(self) -> None:
+        """Wait until every worker has closed its interpreter."""
+        me = threading.current_thread()
+        for slot in list(self.slots):
+            if slot.thread is not me:
+                slot.ended.wait()
+
+
+# ------------------------------------------------------------------- exit --
+
+def _exiting_on_ctrl_c() -> bool:
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
+def _python_exit() -> None:
+    """Shut every pool down before the interpreter joins its threads.
+
+    Submitted work is finished, as with the stdlib executors, unless the
+    program ends on Ctrl-C or Ctrl-C is pressed while we wait: then the rest
+    is cancelled and running tasks are interrupted, so exit is prompt.
+    """
+    global _shutdown
+    with _global_lock:
+        _shutdown = True
+        pools = list(_live)
+    hurry = _exiting_on_ctrl_c()
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=hurry, interrupt=hurry)
+    try:
+        for pool in pools:
+            pool.join()
+    except KeyboardInterrupt:
+        print("multigil: Ctrl-C at exit: interrupting running tasks", file=sys.stderr)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True, interrupt=True)
+        for pool in pools:
+            pool.join()
+    _watchdog.stop()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    # The worker threads do not exist in the child; their interpreters belong
+    # to the parent's process image.  Mark every pool broken.
+    global _global_lock
+    _global_lock = threading.Lock()
+    for pool in list(_live):
+        pool.lock = threading.Lock()
+        pool.broken = "the pool's workers do not exist in a forked child process"
+        pool.slots = []
+        pool.pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,187 @@
+"""Functions the executor tests run in worker interpreters (standard library
+and multigil only: a function travels by name, so the worker imports this
+module, and a test module would drag pytest along)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+# Set by init() in each worker interpreter; None until then.
+marker: Any = None
+calls = 0
+
+
+class CustomError(Exception):
+    """A picklable exception of this module: rebuilt as its own type."""
+
+    def __init__(self, code: int, note: str) -> None:
+        super().__init__(code, note)
+        self.code = code
+        self.note = note
+
+
+class UnpicklableError(Exception):
+    def __init__(self, lock: Any) -> None:
+        super().__init__("holds a lock")
+        self.lock = lock
+
+    def __reduce__(self) -> Any:
+        raise TypeError("UnpicklableError cannot be pickled")
+
+
+def noop() -> None:
+    return None
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def kw(a: int, *, b: int = 0, c: int = 0) -> tuple[int, int, int]:
+    return a, b, c
+
+
+def fail_on(x: int, bad: int) -> int:
+    """x, or ValueError for x == bad."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def raise_custom(code: int) -> None:
+    raise CustomError(code, "custom")
+
+
+def raise_unpicklable() -> None:
+    import threading
+
+    raise UnpicklableError(threading.Lock())
+
+
+def raise_system_exit(code: int = 3) -> None:
+    sys.exit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def interp_id() -> int:
+    from multigil import interpreters
+
+    return interpreters.get_current().id
+
+
+def pid_and_interp() -> tuple[int, int]:
+    return os.getpid(), interp_id()
+
+
+def init(value: Any) -> None:
+    global marker
+    marker = value
+
+
+def init_fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+def get_marker() -> Any:
+    return marker
+
+
+def count_call() -> int:
+    """How many times this interpreter ran it (tests max_tasks_per_worker)."""
+    global calls
+    calls += 1
+    return calls
+
+
+def main_value(name: str) -> Any:
+    import __main__
+
+    return getattr(__main__, name, None)
+
+
+def spin_forever(started: Any = None) -> None:
+    """Pure-Python endless loop (interruptible at bytecode boundaries)."""
+    if started is not None:
+        started.set()
+    x = 0
+    while True:
+        x += 1
+
+
+def spin_then_return(started: Any, seconds: float) -> str:
+    """Set `started`, then busy-loop for `seconds` and return."""
+    started.set()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "finished"
+
+
+def wait_event(started: Any, release: Any, value: Any = None) -> Any:
+    """Set `started`, block until `release` is set, return `value`."""
+    if started is not None:
+        started.set()
+    if not release.wait(60):
+        raise TimeoutError("release was never set")
+    return value
+
+
+def busy_interval(iterations: int) -> tuple[int, int]:
+    """Pure-Python work; its (start, end) on the process-wide perf_counter_ns."""
+    clock = time.perf_counter_ns
+    start = clock()
+    x = 0
+    for i in range(iterations):
+        x += i * i
+    return start, clock()
+
+
+def import_module(name: str) -> str:
+    import importlib
+
+    importlib.import_module(name)
+    return "imported"
+
+
+def print_and_spin(text: str) -> None:
+    print(text, flush=True)
+    x = 0
+    while True:
+        x += 1
+
+
+def slow_square(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return x * x
+
+
+def work_slices(seconds: float, slice_iterations: int = 2000) -> list[tuple[int, int]]:
+    """Busy pure-Python work for about `seconds`, in short slices (far shorter
+    than the 5 ms GIL switch interval); the (start, end) of each slice on
+    perf_counter_ns, the same monotonic clock in every interpreter."""
+    clock = time.perf_counter_ns
+    slices = []
+    deadline = clock() + int(seconds * 1e9)
+    while True:
+        start = clock()
+        x = 0
+        for i in range(slice_iterations):
+            x += i * i
+        end = clock()
+        slices.append((start, end))
+        if end > deadline:
+            return slices
