@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — set up everything (scripts/setup.sh) and run the main job:
-# the parallel demo, CPU-bound pure Python on all cores through sub-interpreters.
+# the parallel demo (CPU-bound pure Python on all cores through
+# sub-interpreters), then `multigil bench`, which compares interpreters with
+# threads and processes on this machine (about a minute on 2 cores).
 #
-#   bash scripts/demo.sh [args...]
+#   bash scripts/demo.sh [multigil bench options...]   e.g. --quick
 #
 # Same environment variables as scripts/setup.sh (PYTHON, VENV, ...).
 set -Eeuo pipefail
@@ -15,6 +17,6 @@ bash "$ROOT/scripts/setup.sh"
 VENV=${VENV:-.venv}
 case "$VENV" in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 
-# TODO(lead): switch to the CLI once it exists:
-#   exec "$VENV/bin/multigil" bench --quick "$@"
-exec "$VENV/bin/python" "$ROOT/examples/parallel_demo.py" "$@"
+"$VENV/bin/python" "$ROOT/examples/parallel_demo.py"
+echo
+exec "$VENV/bin/multigil" bench "$@"
