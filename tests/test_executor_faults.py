@@ -297,10 +297,18 @@ def _start_and_interrupt(source: str, *, signals: int = 1) -> tuple[int, str, st
     further 'running' line, up to `signals`).  Returns (status, stdout, stderr)."""
     # The test runner may have been started with SIGINT ignored, which the
     # child would inherit: give it Python's usual handler.
+    # SIGALRM's default action ends the child even if it deadlocks, and even
+    # if this test process is gone by then.
     source = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "signal.alarm(90)\n"
               + textwrap.dedent(source))
     proc = subprocess.Popen([sys.executable, "-c", source], env=script_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A child that hangs must not outlive the test, even if pytest-timeout
+    # ends this process before the finally clause runs.
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         lines = []
         sent = 0
@@ -314,6 +322,7 @@ def _start_and_interrupt(source: str, *, signals: int = 1) -> tuple[int, str, st
         err = proc.stderr.read() if proc.stderr else ""
         return proc.wait(timeout=60), out, err
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -6,10 +6,17 @@ need, so it imports only the standard library (and cloudpickle, lazily).
 
 from __future__ import annotations
 
-import pickle
 import sys
-from types import ModuleType
-from typing import Any, Callable
+
+# _pickle, not pickle: the pure-Python pickle module pulls in re, struct and
+# more, and every worker imports this module on its first task.
+import _pickle
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+ModuleType = type(sys)
 
 __all__ = ["pickle_function", "capture", "run_chunk", "ExcInfo", "raise_remote"]
 
@@ -37,7 +44,7 @@ def _dumps_by_value(obj: Any) -> bytes:
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - cloudpickle is a dependency
-        return pickle.dumps(obj, protocol=5)
+        return _pickle.dumps(obj, 5)
     data: bytes = cloudpickle.dumps(obj, protocol=5)  # cloudpickle is untyped
     return data
 
@@ -62,7 +69,7 @@ def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:
             return False, (owner, name)
     try:
         if _importable_by_name(fn):
-            return True, pickle.dumps(fn, protocol=5)
+            return True, _pickle.dumps(fn, 5)
         return False, _dumps_by_value(fn)
     except Exception as exc:
         from ._errors import NotShareableError
@@ -90,7 +97,7 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
     pickled = None
     if isinstance(exc, Exception):
         try:
-            pickled = pickle.dumps(exc, protocol=5)
+            pickled = _pickle.dumps(exc, 5)
         except Exception:
             pickled = None
     return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled)
@@ -143,7 +150,7 @@ class ExcInfo:
         if self._pickled is None:
             return None
         try:
-            exc = pickle.loads(self._pickled)
+            exc = _pickle.loads(self._pickled)
         except Exception:
             return None
         return exc if isinstance(exc, BaseException) else None

@@ -155,7 +155,7 @@ mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
         return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
     }
     if (st->pickle_loads == NULL) {
-        st->pickle_loads = import_attr("pickle", "loads");
+        st->pickle_loads = import_attr("_pickle", "loads");
         if (st->pickle_loads == NULL) {
             return NULL;
         }

@@ -192,22 +192,19 @@ run_task(WorkerObject *self, mg_state *sub, PyObject *task, mg_blob *out, int *f
         PyObject *args = PyTuple_GET_ITEM(task, 4);
         PyObject *kwargs = PyTuple_GET_ITEM(task, 5);
         int chunked = PyObject_IsTrue(PyTuple_GET_ITEM(task, 1));
-        long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
         PyObject *remote = chunked ? mg_remote(sub) : NULL;
-        if (!chunked || remote) {
-            atomic_store(&self->raw->current_task, task_id);
-            if (chunked) {
-                result = PyObject_CallMethod(remote, "run_chunk", "OO", fn, args);
-            }
-            else {
-                result = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
-            }
-            atomic_store(&self->raw->current_task, 0);
-            if (atomic_exchange(&self->raw->interrupted, 0)) {
-                drop_pending_interrupt(self);
-            }
+        if (chunked && remote) {
+            result = PyObject_CallMethod(remote, "run_chunk", "OO", fn, args);
+        }
+        else if (!chunked) {
+            result = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
         }
         Py_DECREF(fn);
+    }
+    /* The task is over (Worker_run made it current before it started). */
+    atomic_store(&self->raw->current_task, 0);
+    if (atomic_exchange(&self->raw->interrupted, 0)) {
+        drop_pending_interrupt(self);
     }
     if (result && mg_encode(sub, result, out, 0) == 0) {
         Py_DECREF(result);
@@ -277,10 +274,17 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         }
         long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
 
+        /* Current from before its future turns RUNNING in on_start: whoever
+         * sees it running can interrupt it, even before it has started. */
+        atomic_store(&self->raw->current_task, task_id);
         PyThreadState *worker_ts = PyThreadState_Swap(s.saved);
         int go = notify_start(self, task_id);
         PyThreadState_Swap(worker_ts);
         if (!go) {
+            atomic_store(&self->raw->current_task, 0);
+            if (atomic_exchange(&self->raw->interrupted, 0)) {
+                drop_pending_interrupt(self);
+            }
             Py_DECREF(task);
             continue;
         }

@@ -302,18 +302,12 @@ class _Pool:
         worker, tid = fut._mg_worker, fut._mg_tid
         if worker is None:  # pragma: no cover - set before RUNNING
             return True
-        # The future turned RUNNING in on_start, a moment before the worker
-        # marks the task as its current one; until the task ends (on_done
-        # pops it), retry.  Usually the first try hits.
-        delay = 0.0
-        while tid in self.pending:
-            try:
-                if worker.interrupt(tid):
-                    break
-            except InterpreterError:  # the worker's interpreter closed: task over
-                break
-            time.sleep(delay)
-            delay = min(0.001, delay * 2 or 0.00002)
+        # The worker made the task current before on_start turned the future
+        # RUNNING, so this hits unless the task has just ended.
+        try:
+            worker.interrupt(tid)
+        except InterpreterError:  # the worker's interpreter closed: task over
+            pass
         return True
 
     def set_broken(self, message: str, cause: BaseException | None) -> None:
