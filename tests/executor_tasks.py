@@ -158,7 +158,10 @@ def import_module(name: str) -> str:
 
 
 def print_and_spin(text: str) -> None:
-    print(text, flush=True)
+    # One write: print() writes the text and the newline apart, and two
+    # interpreters printing at once would interleave them ("otherrunning").
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
     x = 0
     while True:
         x += 1
@@ -169,19 +172,4 @@ def slow_square(x: int, seconds: float) -> int:
     return x * x
 
 
-def work_slices(seconds: float, slice_iterations: int = 2000) -> list[tuple[int, int]]:
-    """Busy pure-Python work for about `seconds`, in short slices (far shorter
-    than the 5 ms GIL switch interval); the (start, end) of each slice on
-    perf_counter_ns, the same monotonic clock in every interpreter."""
-    clock = time.perf_counter_ns
-    slices = []
-    deadline = clock() + int(seconds * 1e9)
-    while True:
-        start = clock()
-        x = 0
-        for i in range(slice_iterations):
-            x += i * i
-        end = clock()
-        slices.append((start, end))
-        if end > deadline:
-            return slices
+from helpers import work_slices  # noqa: E402,F401  (one implementation for all tests)

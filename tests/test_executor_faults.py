@@ -315,7 +315,7 @@ def _start_and_interrupt(source: str, *, signals: int = 1) -> tuple[int, str, st
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if line.strip() == "running" and sent < signals:
+            if "running" in line and sent < signals:
                 proc.send_signal(signal.SIGINT)
                 sent += 1
         out = "".join(lines)
