@@ -2,7 +2,7 @@
 
     python benchmarks/bench_data.py [--json FILE] [--quick]
 
-Four measurements, each against its peers *in the same run*: every round
+Five measurements, each against its peers *in the same run*: every round
 takes one sample of every contender in turn (interleaved), so that a noisy
 moment of the machine costs one sample of everyone rather than all samples of
 one; the table shows the median of the rounds and their spread (min-max).
@@ -28,6 +28,10 @@ one; the table shows the median of the rounds and their spread (min-max).
    memoryview without numpy).  Also a writable ``memoryview`` of a bytearray,
    and the process peer: ``multiprocessing.shared_memory`` attached by name in
    a child.  ``bytes(buffer)`` shows what one copy of 100 MiB would cost.
+5. **10k Fractions there and back**: ``interp.call(identity, fractions)``, a
+   list of values that have to be pickled.  The yardstick: cloudpickle
+   dumps+loads of the whole list twice in-process (one pickle call each way is
+   what multigil makes of it; one call per item was ~3x slower).
 
 Targets (docs/data.md, DESIGN.md): ping-pong <= 20 us; 16 MiB bytes <= 1.2 x
 ``bytearray(payload)``; memoryview / SharedBuffer: no copy (microseconds);
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import fractions
 import gc
 import json
 import multiprocessing
@@ -73,6 +78,7 @@ except ImportError:  # the hand-over is then read back through a memoryview
 MiB = 1 << 20
 PAYLOAD_SIZE = 16 * MiB
 INTS = 100_000
+FRACTIONS = 10_000
 HANDOVER_SIZE = 100 * MiB
 
 # Child processes are spawned: forking a process that runs other interpreters'
@@ -432,6 +438,38 @@ def int_list(res: Resources, quick: bool) -> Measurement:
     return m
 
 
+def pickled_items(res: Resources, quick: bool) -> Measurement:
+    lst = [fractions.Fraction(i, 7) for i in range(FRACTIONS)]
+    contenders: list[Contender] = []
+    try:
+        import cloudpickle
+    except ImportError:
+        dumps = pickle.dumps
+    else:
+        dumps = cloudpickle.dumps
+    loads = pickle.loads
+    contenders.append(Contender("cloudpickle dumps+loads x2 (in-process)",
+                                lambda: loads(dumps(loads(dumps(lst, 5)), 5)),
+                                kind="reference"))
+
+    def mg_call() -> Callable[[], object]:
+        interp = new_multigil_interp(res)
+        call, identity = interp.call, tasks.identity
+        assert call(identity, lst) == lst
+        return lambda: call(identity, lst)
+
+    contenders.insert(0, Contender("multigil call(identity, fractions)", setup=mg_call))
+
+    def pipe() -> Callable[[], object]:
+        conn = start_child(tasks.pipe_echo_server, res)
+        send, recv = conn.send, conn.recv
+        return lambda: (send(lst), recv())
+
+    contenders.append(Contender("multiprocessing pipe send+recv", setup=pipe, kind="peer"))
+    return Measurement("fractions_10k", "list of 10k Fractions there and back, per round trip",
+                       contenders)
+
+
 def handover(res: Resources, quick: bool) -> Measurement:
     """Hand 100 MiB to a worker, which writes both ends; read them back here."""
     size = HANDOVER_SIZE
@@ -615,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     res = Resources()
     try:
         ms = [ping_pong(res, args.quick), big_argument(res, args.quick),
-              int_list(res, args.quick), handover(res, args.quick)]
+              int_list(res, args.quick), handover(res, args.quick),
+              pickled_items(res, args.quick)]
         run(ms, repeats, target)
     finally:
         res.close()

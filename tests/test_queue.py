@@ -8,14 +8,19 @@ chance to be observed blocked, and stay correct if it is not.
 from __future__ import annotations
 
 import _thread
+import fractions
+import gc
 import queue as std_queue
 import statistics
 import threading
 import time
+from pathlib import Path
 
+import helpers
 import pytest
 
 import multigil
+from multigil import _core
 from multigil._errors import QueueClosed, QueueEmpty, QueueFull
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,6 +165,119 @@ def test_large_burst_grows_and_drains() -> None:
     assert total == n * (n - 1) // 2
     q.put("again")
     assert q.get() == "again"
+
+
+# --------------------------------------------------------------------------
+# What an item holds, and what it costs
+# --------------------------------------------------------------------------
+
+# By the size of their encoded form, items are kept in their ring slot (up to
+# 15 bytes, no handles), in a compact item (up to 4 KiB), or in a heap blob.
+KINDS = [
+    # in the slot
+    0, -1, 2**31, 1.5, -0.0, 1j, None, True, "", "short", "\u20ac", "\U0001f600", b"",
+    b"abc", (1, 2), (), [], [None], frozenset({1}),
+    # compact items
+    "x" * 20, "\u20ac" * 100, "\U0001f600" * 50, 2**100, list(range(100)),
+    {"a": [1, "two", (3.0,)]}, fractions.Fraction(1, 3), [fractions.Fraction(1, 3), 2],
+    # heap blobs
+    "y" * 10_000, "\U0001f600" * 2000, b"z" * (1 << 20), list(range(5000)),
+]
+
+
+def test_items_of_every_size_come_back_exact_and_in_order() -> None:
+    q = Queue()
+    for value in KINDS:
+        q.put(value)
+    for value in KINDS:
+        out = q.get_nowait()
+        assert type(out) is type(value) and out == value
+    assert q.empty()
+
+
+def test_items_of_every_size_across_interpreters(interps) -> None:  # type: ignore[no-untyped-def]
+    (interp,) = interps(1)
+    there, back = Queue(), Queue()
+    interp.prepare_main(there=there, back=back)
+    runner = _Runner(interp, "while (x := there.get()) != 'end':\n    back.put(x)\n")
+    for value in KINDS:
+        there.put(value)
+    there.put("end")
+    runner.join()
+    for value in KINDS:
+        out = back.get_nowait()
+        assert type(out) is type(value) and out == value
+
+
+def test_queue_and_fraction_in_one_item() -> None:
+    q, inner = Queue(), Queue()
+    q.put([inner, fractions.Fraction(1, 3)])
+    out = q.get_nowait()
+    assert type(out) is list and len(out) == 2
+    assert out[0] == inner and out[0].id == inner.id
+    assert type(out[1]) is fractions.Fraction and out[1] == fractions.Fraction(1, 3)
+    out[0].put("via the copy")
+    assert inner.get_nowait() == "via the copy"
+
+
+@pytest.mark.parametrize("padding", ["", "x" * 20, "x" * 10_000], ids=["slot", "item", "blob"])
+def test_handles_held_by_queued_items_are_dropped_with_the_queue(padding: str) -> None:
+    # A queued memoryview keeps its bytearray exported; dropping the queue
+    # with the item still in it must release it, whatever holds the item.
+    ba = bytearray(b"data")
+    q = Queue()
+    q.put([memoryview(ba), padding])
+    with pytest.raises(BufferError):
+        ba.append(0)
+    del q
+    gc.collect()
+    _core._run_deferred()
+    ba.append(0)
+
+
+def test_worker_takes_items_that_python_put(interps) -> None:  # type: ignore[no-untyped-def]
+    # Workers read heap blobs (mg_queue_get_blob): items that put() stored in
+    # a slot or a compact item are turned back into blobs for them.
+    (interp,) = interps(1)
+    scratch, work = Queue(), Queue()
+    _core.submit_task(scratch, 1, helpers.add, (2, 3), None, False)
+    task = scratch.get_nowait()
+    done: list[tuple[int, object, object]] = []
+    worker = _core.Worker(interp.id, work, None,
+                          lambda tid, ok, value: done.append((tid, ok, value)))
+    work.put(7)                                         # in a slot: not a task, skipped
+    work.put(task)                                      # a compact item
+    work.put((2, *task[1:4], ("x" * 5000, "y"), None))  # a heap blob
+    work.close()
+    assert worker.run() == "closed"
+    assert done == [(1, True, 5), (2, True, "x" * 5000 + "y")]
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.no_sanitizer  # ASan's redzones and quarantine: RSS means nothing there
+@pytest.mark.parametrize("make", [lambda i: i, lambda i: f"item-{i:015d}"], ids=["int", "str20"])
+def test_a_queued_item_costs_about_its_size(make) -> None:  # type: ignore[no-untyped-def]
+    # A queued small int used to hold ~350 bytes (a blob with a 256-byte
+    # buffer): now 16 (a ring slot); a 20-char str 64 (slot and compact item).
+    n = 1_000_000
+    q = Queue()
+    gc.collect()
+    before = _rss()
+    for i in range(n):
+        q.put(make(i))
+    per_item = (_rss() - before) / n
+    print(f"{per_item:.1f} bytes per queued item")
+    for _ in range(n):
+        q.get_nowait()
+    assert per_item < 120, f"{per_item:.0f} bytes per queued item"
 
 
 # --------------------------------------------------------------------------

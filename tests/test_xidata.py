@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import collections
+import decimal
 import enum
 import fractions
 import math
@@ -356,29 +357,31 @@ class Mutator:
         return (int, ())
 
 
-def test_container_mutated_while_encoding_raises_not_crashes() -> None:
+def test_container_mutated_while_pickling_cannot_change_what_was_sent() -> None:
+    # Non-native items are pickled together once the walk is over: a
+    # __reduce__ that mutates the containers around it runs too late to change
+    # (or crash) the walk, and what is sent is the value as it was.
     lst: list[object] = [1, 2]
     lst.insert(0, Mutator(lst.clear))
-    with pytest.raises(RuntimeError, match="changed size"):
-        roundtrip(lst)
+    assert roundtrip(lst) == [0, 1, 2]
+    assert lst == []
 
     grow: list[object] = []
     grow.extend([Mutator(lambda: grow.extend(range(10))), 1])
-    with pytest.raises(RuntimeError, match="changed size"):
-        roundtrip(grow)
+    assert roundtrip(grow) == [0, 1]
+    assert len(grow) == 12
 
     d: dict[object, object] = {}
     d.update(a=Mutator(d.clear), b=[1, 2, 3], c=3)
-    with pytest.raises(RuntimeError, match="changed size"):
-        roundtrip(d)
+    assert roundtrip(d) == {"a": 0, "b": [1, 2, 3], "c": 3}
+    assert d == {}
 
-    # An inner list dropped by its parent while being walked stays alive.
+    # An inner list dropped by its parent before the pickling is still sent.
     outer: list[object] = []
     inner = [Mutator(outer.clear), "x" * 100]
     outer.append(inner)
     del inner
-    with pytest.raises(RuntimeError, match="changed size"):
-        roundtrip(outer)
+    assert roundtrip(outer) == [[0, "x" * 100]]
 
 
 def test_replacing_an_item_while_encoding_is_safe() -> None:
@@ -453,6 +456,131 @@ def test_numpy_arrays_out_of_band() -> None:
         assert (out == arr).all()
     out = roundtrip({"a": big})["a"]
     assert out.base is not None   # a view of the chunk, not a copy
+
+
+# ------------------------------------------- non-native items, pickled once --
+
+@pytest.fixture
+def pickle_calls(monkeypatch):  # type: ignore[no-untyped-def]
+    """Count the pickle calls of the encoder (cloudpickle.dumps builds one
+    Pickler per call, looked up in its module at each call)."""
+    cp = pytest.importorskip("cloudpickle.cloudpickle")
+    calls = []
+
+    class Counting(cp.Pickler):  # type: ignore[misc, name-defined]
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            calls.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(cp, "Pickler", Counting)
+    roundtrip([Point(0, 0)])
+    if not calls:
+        pytest.skip("cloudpickle.dumps does not build its Pickler as expected")
+    calls.clear()
+    return calls
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [fractions.Fraction(i, 7) for i in range(1000)],
+    lambda: {f"k{i}": decimal.Decimal(i) / 7 for i in range(1000)},
+    lambda: [[fractions.Fraction(i, 3)] for i in range(1000)],
+    lambda: (list(range(1000)), {fractions.Fraction(1, 2)}, [Point(i, i) for i in range(100)]),
+    lambda: [_core.Queue(), memoryview(b"mv")] + [fractions.Fraction(i, 7) for i in range(100)],
+], ids=["list", "dict", "nested", "mixed", "with-handles"])
+def test_non_native_items_are_pickled_in_one_call(pickle_calls, make) -> None:  # type: ignore[no-untyped-def]
+    value = make()
+    out = roundtrip(value)
+    assert len(pickle_calls) == 1
+    if isinstance(value, list) and isinstance(value[0], _core.Queue):
+        assert out[0] == value[0] and bytes(out[1]) == b"mv"
+        out[1].release()
+        _run_deferred()
+        value, out = value[2:], out[2:]
+    assert same(out, value)
+
+
+def test_native_values_are_not_pickled(pickle_calls) -> None:  # type: ignore[no-untyped-def]
+    check([1, "two", (3.0, b"4"), {5: {6}}, frozenset({7})])
+    roundtrip([_core.Queue(), memoryview(b"x")])
+    _run_deferred()
+    assert pickle_calls == []
+
+
+def test_containers_around_pickled_items_keep_their_exact_types() -> None:
+    value = [1, (fractions.Fraction(1, 3), [Point(1, 2)]), {"f": {fractions.Fraction(1, 2)}},
+             frozenset({Color.RED, 4}), bytearray(b"ba"), True, MyStr("s")]
+    assert same(roundtrip(value), value)
+    assert not _core._is_natively_shareable(value)
+
+
+def test_queue_and_fraction_in_one_list() -> None:
+    q = _core.Queue()
+    out = roundtrip([q, fractions.Fraction(1, 3), {"q": q, "d": decimal.Decimal("0.1")}])
+    assert type(out[0]) is _core.Queue and out[0] == q and out[0].id == q.id
+    assert type(out[1]) is fractions.Fraction and out[1] == fractions.Fraction(1, 3)
+    assert out[2]["q"] == q and out[2]["d"] == decimal.Decimal("0.1")
+    out[0].put("through the copy")          # the same queue, not a copy of it
+    assert q.get_nowait() == "through the copy"
+
+
+def test_memoryview_next_to_pickled_items_stays_zero_copy() -> None:
+    ba = bytearray(b"hello")
+    out = roundtrip((memoryview(ba), fractions.Fraction(1, 2), [Point(1, 2)]))
+    assert type(out[0].obj).__name__ == "ForeignBuffer"
+    out[0][0] = ord("J")
+    assert ba == b"Jello"
+    assert out[1] == fractions.Fraction(1, 2) and out[2] == [Point(1, 2)]
+    out[0].release()
+
+
+def test_shared_references_between_pickled_items_survive() -> None:
+    # One pickle call for all of them: its memo keeps them one object, as
+    # pickle.loads(pickle.dumps(value)) would.
+    x = Plain([1])
+    out = roundtrip([x, {"k": x}, (x, 2)])
+    assert out[0] is out[1]["k"] is out[2][0]
+    assert out[0] == x and out[0] is not x
+
+
+def test_one_unpicklable_item_among_many_is_named() -> None:
+    with socket.socket() as s, pytest.raises(NotShareableError) as info:
+        roundtrip([fractions.Fraction(1, 2)] * 3 + [{"s": s}, Point(1, 2)])
+    assert "cannot send an object of type 'socket' to another interpreter" in str(info.value)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_pickled_items_with_out_of_band_buffers() -> None:
+    big = bytes(range(256)) * 1024
+    out = roundtrip([1, OOB(bytearray(big)), "s", OOB(b"small")])
+    assert out[0] == 1 and out[2] == "s"
+    assert out[1][1] == big and out[3][1] == b"small"
+    assert out[1][0].__name__ == "ForeignBuffer"
+
+
+def test_table_blob_keeps_ucs2_and_ucs4_aligned() -> None:
+    value = [Point(0, 0), "\u20ac" * 3, "a", "\U0001f600" * 3, b"x", "\u20ac"]
+    assert same(roundtrip(value), value)
+    assert same(_core._decode_raw(_core._encode_raw(value)), value)
+
+
+MIXED = st.recursive(
+    st.none() | st.integers() | st.text() | st.binary()
+    | st.fractions() | st.decimals(allow_nan=False) | st.builds(Point, st.integers(), st.integers()),
+    lambda children: (
+        st.lists(children, max_size=6)
+        | st.lists(children, max_size=6).map(tuple)
+        | st.dictionaries(st.integers() | st.text() | st.fractions(), children, max_size=6)
+        | st.frozensets(st.integers() | st.fractions(), max_size=6)
+    ),
+    max_leaves=30,
+)
+
+
+@given(MIXED)
+def test_property_mixed_roundtrip(value: object) -> None:
+    check(value)
+    check(value, BORROW)
+    assert same(_core._decode_raw(_core._encode_raw(value)), value)
 
 
 # ------------------------------------------------------------- memoryviews --
@@ -613,6 +741,36 @@ def _hostile() -> list[bytes]:
         bytes_ref + b"\x08" + b"\x00" * 16,                # pointers in a plain blob
         str_ref + b"\x01\x08" + b"\x00" * 8,
         b"\xee", b"",
+    ] + _hostile_tables()
+
+
+def _hostile_tables() -> list[bytes]:
+    # PICKLE_REF and TABLE come right after PICKLE (a pickled value's tag).
+    pickle_tag = _tag(Point(1, 2))[0]
+    ref, table = bytes([pickle_tag + 1]), bytes([pickle_tag + 2])
+    good = _core._encode_raw([Point(1, 2)])
+    assert good[:1] == table
+    n = int.from_bytes(good[1:8], "little")
+    stream, pickled = good[8:8 + n], good[8 + n:]
+    assert stream == _tag([]) + b"\x01" + ref + b"\x00"
+    not_a_list = _core._encode_raw(Point(1, 2))
+
+    def blob(stream: bytes, tail: bytes) -> bytes:
+        return table + len(stream).to_bytes(7, "little") + stream + tail
+
+    return [
+        ref + b"\x00",                                     # a reference without a table
+        _tag([]) + b"\x01" + ref + b"\x00",
+        table, table + b"\x00" * 6,                          # truncated headers
+        table + b"\xff" * 7 + stream + pickled,             # stream longer than the blob
+        blob(stream, b""),                                  # no table behind the stream
+        blob(stream, _tag(1) + b"\x01"),                   # the table is not a pickle
+        blob(stream, not_a_list),                           # the table is not a list
+        blob(stream[:-1] + b"\x01", pickled),              # index past the table
+        blob(stream[:-1] + b"\x80" + b"\xff" * 9, pickled),  # index varint too long
+        blob(stream, pickled + b"\x00"),                   # trailing data
+        blob(stream + b"\x00", pickled),                   # trailing data in the stream
+        blob(_tag([]) + b"\x01" + good, pickled),          # a table inside a table
     ]
 
 

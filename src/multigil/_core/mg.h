@@ -69,7 +69,8 @@ typedef struct mg_blob {
     size_t size, capacity;
     mg_shared **handles;        /* each one reference owned by the blob */
     size_t nhandles, hcapacity;
-    int flags;                  /* the MG_ENCODE_* flags it was built with */
+    int flags;                  /* the MG_ENCODE_* flags it was built with,
+                                   plus private bits of xidata.c (storage) */
     size_t nborrowed;           /* payloads pointing into the sender's objects
                                    (MG_ENCODE_BORROW): the sender must keep the
                                    encoded value alive until the blob is decoded */

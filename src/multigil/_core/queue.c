@@ -1,6 +1,6 @@
 /* queue.c — a blocking FIFO of encoded values shared between interpreters.
  *
- * The raw mg_queue holds heap blobs (mg_blob: interpreter-free bytes plus
+ * The raw mg_queue holds encoded values (mg_blob: interpreter-free bytes plus
  * shared handles), never a PyObject, so an item outlives the interpreter that
  * put it and can be taken by any other.  put() encodes in the sender; get()
  * decodes in the receiver.
@@ -9,9 +9,164 @@
  * get() costs nothing until a put() signals it, and put()/get() signal only
  * when the other side has a sleeper.  That is what makes a ping-pong between
  * two interpreters a few microseconds instead of CPython 3.14's 10 ms poll.
+ *
+ * An item must cost what it holds: a work queue can hold millions, and a
+ * queued small int used to pin ~350 bytes.  Each item is one 16-byte ring slot
+ * holding, by size of its encoded stream:
+ *   - up to 15 bytes without handles (an int, a float, a short str, a small
+ *     tuple of those): the stream itself, no allocation at all;
+ *   - up to ITEM_MAX bytes, from put(): a qitem, one allocation of an 8-byte
+ *     header, the handles and the stream (a 20-char str: 48 bytes);
+ *   - else, or from mg_queue_put_blob: a heap blob (mg_blob_move_to_heap sizes
+ *     it to its content).
  */
 #include "mg.h"
 #include "wait.h"
+
+#include <string.h>
+
+/*************************************************************************
+ * Queued items                                                          *
+ *************************************************************************/
+
+#define SLOT_INLINE 15
+#define ITEM_MAX 4096
+
+/* A compact queued value: the handles (one reference each), then the stream,
+ * in the same allocation.  Both 8-byte aligned, as the decoder wants the
+ * stream (it aligns UCS2/UCS4 relative to it). */
+typedef struct {
+    uint32_t size;              /* stream bytes, <= ITEM_MAX */
+    uint32_t nhandles;
+} qitem;
+
+#define ITEM_HANDLES(it) ((mg_shared **)((char *)(it) + sizeof(qitem)))
+#define ITEM_DATA(it) ((char *)ITEM_HANDLES(it) + (it)->nhandles * sizeof(mg_shared *))
+
+/* One ring slot.  len 1..SLOT_INLINE: the stream is in data; SLOT_BLOB or
+ * SLOT_ITEM: data holds an mg_blob* or a qitem* (memcpy'd: the bytes are not
+ * aligned for a pointer). */
+typedef struct {
+    unsigned char len;
+    unsigned char data[SLOT_INLINE];
+} qslot;
+
+#define SLOT_BLOB 0
+#define SLOT_ITEM 0xff
+
+_Static_assert(sizeof(void *) <= SLOT_INLINE, "a slot holds a pointer");
+_Static_assert(sizeof(qslot) == 16, "slots are 16 bytes");
+_Static_assert(sizeof(qitem) % sizeof(void *) == 0, "qitem keeps its handles aligned");
+
+static inline void
+slot_set_ptr(qslot *s, unsigned char kind, void *p)
+{
+    s->len = kind;
+    memcpy(s->data, &p, sizeof(p));
+}
+
+static inline void *
+slot_ptr(const qslot *s)
+{
+    void *p;
+    memcpy(&p, s->data, sizeof(p));
+    return p;
+}
+
+/* 1 if the stream of `b` can be copied out of it: it points into no
+ * sender's object (MG_ENCODE_BORROW, never queued anyway). */
+static inline int
+copyable(const mg_blob *b)
+{
+    return !(b->flags & MG_ENCODE_BORROW);
+}
+
+/* 1 if the stream of `b` fits in a slot: short, and owning nothing else. */
+static inline int
+slot_fits(const mg_blob *b)
+{
+    return b->nhandles == 0 && b->size > 0 && b->size <= SLOT_INLINE && copyable(b);
+}
+
+/* Store `b` (a stack blob just encoded) in `s`: in the slot, or as a qitem,
+ * or moved to the heap.  `b` is left empty.  -1 with MemoryError. */
+static int
+slot_store(qslot *s, mg_blob *b)
+{
+    if (slot_fits(b)) {
+        s->len = (unsigned char)b->size;
+        memcpy(s->data, b->data, b->size);
+        mg_blob_clear(b);
+        return 0;
+    }
+    if (b->size <= ITEM_MAX && copyable(b) && b->nhandles <= UINT32_MAX) {
+        size_t hbytes = b->nhandles * sizeof(mg_shared *);
+        qitem *it = PyMem_RawMalloc(sizeof(qitem) + hbytes + b->size);
+        if (it == NULL) {
+            mg_blob_clear(b);
+            PyErr_NoMemory();
+            return -1;
+        }
+        it->size = (uint32_t)b->size;
+        it->nhandles = (uint32_t)b->nhandles;
+        if (hbytes > 0) {
+            memcpy(ITEM_HANDLES(it), b->handles, hbytes);
+        }
+        memcpy(ITEM_DATA(it), b->data, b->size);
+        b->nhandles = 0;        /* the references moved to the item */
+        mg_blob_clear(b);
+        slot_set_ptr(s, SLOT_ITEM, it);
+        return 0;
+    }
+    mg_blob *hb = mg_blob_move_to_heap(b);
+    if (hb == NULL) {
+        mg_blob_clear(b);
+        PyErr_NoMemory();
+        return -1;
+    }
+    slot_set_ptr(s, SLOT_BLOB, hb);
+    return 0;
+}
+
+/* A blob that reads what `s` holds, owning nothing (the slot still owns it).
+ * `buf` keeps an inline stream aligned. */
+static void
+slot_view(const qslot *s, mg_blob *view, uint64_t buf[2])
+{
+    mg_blob_init(view);
+    if (s->len == SLOT_BLOB) {
+        *view = *(const mg_blob *)slot_ptr(s);
+    }
+    else if (s->len == SLOT_ITEM) {
+        qitem *it = slot_ptr(s);
+        view->handles = ITEM_HANDLES(it);
+        view->nhandles = it->nhandles;
+        view->data = ITEM_DATA(it);
+        view->size = view->capacity = it->size;
+    }
+    else {
+        memcpy(buf, s->data, s->len);
+        view->data = (char *)buf;
+        view->size = view->capacity = s->len;
+    }
+}
+
+/* Drop what a slot owns.  No Python API: freeing only drops raw references. */
+static void
+slot_clear(qslot *s)
+{
+    if (s->len == SLOT_BLOB) {
+        mg_blob_free(slot_ptr(s));
+    }
+    else if (s->len == SLOT_ITEM) {
+        qitem *it = slot_ptr(s);
+        for (uint32_t i = 0; i < it->nhandles; i++) {
+            mg_shared_decref(ITEM_HANDLES(it)[i]);
+        }
+        PyMem_RawFree(it);
+    }
+    s->len = 1;     /* holds nothing now */
+}
 
 /*************************************************************************
  * Raw queue                                                             *
@@ -23,10 +178,10 @@ struct mg_queue {
     pthread_cond_t not_empty;   /* getters sleep here */
     pthread_cond_t not_full;    /* putters sleep here (bounded queues) */
     int n_getters, n_putters;   /* sleepers on each condvar */
-    /* Ring buffer of heap blobs: items are ring[(first + i) % cap], i < count.
+    /* Ring buffer of slots: items are ring[(first + i) % cap], i < count.
      * Grown by doubling (capped at maxsize), dropped when the queue empties
      * after a burst, allocated with PyMem_RawMalloc (no GIL, any thread). */
-    mg_blob **ring;
+    qslot *ring;
     size_t cap, first, count;
     Py_ssize_t maxsize;         /* as given; <= 0 means unbounded */
     int closed;
@@ -44,7 +199,7 @@ queue_destroy(mg_shared *s)
     /* Last reference: nobody else can see q, no lock needed.  Freeing a blob
      * only drops raw references (mg_blob_clear), no Python API. */
     for (i = 0; i < q->count; i++) {
-        mg_blob_free(q->ring[(q->first + i) % q->cap]);
+        slot_clear(&q->ring[(q->first + i) % q->cap]);
     }
     PyMem_RawFree(q->ring);
     pthread_cond_destroy(&q->not_empty);
@@ -79,7 +234,7 @@ static int
 ring_reserve(mg_queue *q)
 {
     size_t newcap, i;
-    mg_blob **ring;
+    qslot *ring;
 
     if (q->count < q->cap) {
         return 0;
@@ -88,10 +243,10 @@ ring_reserve(mg_queue *q)
     if (q->maxsize > 0 && newcap > (size_t)q->maxsize) {
         newcap = (size_t)q->maxsize;
     }
-    if (newcap <= q->cap || newcap > PY_SSIZE_T_MAX / sizeof(mg_blob *)) {
+    if (newcap <= q->cap || newcap > PY_SSIZE_T_MAX / sizeof(qslot)) {
         return -1;
     }
-    ring = PyMem_RawMalloc(newcap * sizeof(mg_blob *));
+    ring = PyMem_RawMalloc(newcap * sizeof(qslot));
     if (ring == NULL) {
         return -1;
     }
@@ -112,7 +267,7 @@ ring_reserve(mg_queue *q)
 
 typedef struct {
     mg_queue *q;
-    mg_blob *blob;
+    qslot slot;
 } queue_attempt_arg;
 
 static int
@@ -129,7 +284,7 @@ put_attempt(void *arg)
     if (ring_reserve(q) < 0) {
         return Q_NOMEM;
     }
-    q->ring[(q->first + q->count) % q->cap] = a->blob;
+    q->ring[(q->first + q->count) % q->cap] = a->slot;
     q->count++;
     if (q->n_getters > 0) {
         pthread_cond_signal(&q->not_empty);
@@ -145,7 +300,7 @@ get_attempt(void *arg)
     if (q->count == 0) {
         return q->closed ? Q_CLOSED : 0;
     }
-    a->blob = q->ring[q->first];
+    a->slot = q->ring[q->first];
     q->first = (q->first + 1) % q->cap;
     q->count--;
     if (q->count == 0) {
@@ -163,17 +318,18 @@ get_attempt(void *arg)
 }
 
 /*************************************************************************
- * C API (mg.h)                                                          *
+ * Taking and appending slots                                            *
  *************************************************************************/
 
-int
-mg_queue_get_blob(mg_queue *q, int64_t deadline, mg_blob **out)
+/* Wait for the next item and take its slot; results as mg_queue_get_blob. */
+static int
+queue_take(mg_queue *q, int64_t deadline, qslot *out)
 {
-    queue_attempt_arg a = {q, NULL};
+    queue_attempt_arg a = {.q = q};
     int rc = mg_wait(&q->mu, &q->not_empty, &q->n_getters, deadline, get_attempt, &a);
     switch (rc) {
     case Q_DONE:
-        *out = a.blob;
+        *out = a.slot;
         return 0;
     case Q_CLOSED:
         return 2;
@@ -184,10 +340,12 @@ mg_queue_get_blob(mg_queue *q, int64_t deadline, mg_blob **out)
     }
 }
 
-int
-mg_queue_put_blob(mg_queue *q, mg_blob *b, int64_t deadline)
+/* Append the item in `slot`; results as mg_queue_put_blob (the slot is
+ * taken on 0). */
+static int
+queue_append(mg_queue *q, const qslot *slot, int64_t deadline)
 {
-    queue_attempt_arg a = {q, b};
+    queue_attempt_arg a = {q, *slot};
     int rc = mg_wait(&q->mu, &q->not_full, &q->n_putters, deadline, put_attempt, &a);
     switch (rc) {
     case Q_DONE:
@@ -202,6 +360,72 @@ mg_queue_put_blob(mg_queue *q, mg_blob *b, int64_t deadline)
     default:
         return -1;
     }
+}
+
+/*************************************************************************
+ * C API (mg.h)                                                          *
+ *************************************************************************/
+
+int
+mg_queue_get_blob(mg_queue *q, int64_t deadline, mg_blob **out)
+{
+    qslot slot;
+    int rc = queue_take(q, deadline, &slot);
+    if (rc != 0) {
+        return rc;
+    }
+    if (slot.len == SLOT_BLOB) {
+        *out = slot_ptr(&slot);
+        return 0;
+    }
+    /* The caller wants a heap blob: copy the item into one (worker tasks come
+     * from mg_queue_put_blob and are heap blobs already). */
+    uint64_t buf[2];
+    mg_blob view, tmp;
+    slot_view(&slot, &view, buf);
+    mg_blob_init(&tmp);
+    tmp.data = PyMem_RawMalloc(view.size);
+    tmp.handles = view.nhandles ? PyMem_RawMalloc(view.nhandles * sizeof(mg_shared *)) : NULL;
+    if (tmp.data == NULL || (view.nhandles && tmp.handles == NULL)) {
+        mg_blob_clear(&tmp);
+        slot_clear(&slot);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(tmp.data, view.data, view.size);
+    tmp.size = tmp.capacity = view.size;
+    for (size_t i = 0; i < view.nhandles; i++) {
+        tmp.handles[i] = view.handles[i];
+        mg_shared_incref(view.handles[i]);
+    }
+    tmp.nhandles = tmp.hcapacity = view.nhandles;
+    slot_clear(&slot);
+    *out = mg_blob_move_to_heap(&tmp);
+    if (*out == NULL) {
+        mg_blob_clear(&tmp);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+int
+mg_queue_put_blob(mg_queue *q, mg_blob *b, int64_t deadline)
+{
+    qslot slot;
+    int small = slot_fits(b);
+    if (small) {
+        slot.len = (unsigned char)b->size;
+        memcpy(slot.data, b->data, b->size);
+    }
+    else {
+        slot_set_ptr(&slot, SLOT_BLOB, b);
+    }
+    int rc = queue_append(q, &slot, deadline);
+    if (rc == 0 && small) {
+        mg_blob_free(b);        /* taken: the slot holds a copy */
+    }
+    return rc;
 }
 
 void
@@ -372,7 +596,8 @@ queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
 {
     mg_state *st = queue_state(self);
     mg_queue *q = QUEUE_RAW(self);
-    mg_blob blob, *hb;
+    mg_blob blob;
+    qslot slot;
     int rc;
 
     /* A closed queue fails fast, before paying for the encoding. */
@@ -387,16 +612,14 @@ queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
     if (mg_encode(st, obj, &blob, 0) < 0) {
         return NULL;
     }
-    hb = mg_blob_move_to_heap(&blob);
-    if (hb == NULL) {
-        mg_blob_clear(&blob);
-        return PyErr_NoMemory();
+    if (slot_store(&slot, &blob) < 0) {
+        return NULL;
     }
-    rc = mg_queue_put_blob(q, hb, deadline);
+    rc = queue_append(q, &slot, deadline);
     if (rc == 0) {
         Py_RETURN_NONE;
     }
-    mg_blob_free(hb);
+    slot_clear(&slot);
     switch (rc) {
     case 1:
         return mg_raise(st, "QueueFull", "queue %lld is full (maxsize %zd)",
@@ -413,10 +636,10 @@ queue_get_impl(PyObject *self, int64_t deadline)
 {
     mg_state *st = queue_state(self);
     mg_queue *q = QUEUE_RAW(self);
-    mg_blob *b = NULL;
+    qslot slot;
     PyObject *res;
 
-    switch (mg_queue_get_blob(q, deadline, &b)) {
+    switch (queue_take(q, deadline, &slot)) {
     case 0:
         break;
     case 1:
@@ -429,8 +652,11 @@ queue_get_impl(PyObject *self, int64_t deadline)
     }
     /* The item left the queue: if decoding fails (e.g. an unpicklable
      * module is missing here) it is dropped and the error propagates. */
-    res = mg_decode(st, b);
-    mg_blob_free(b);
+    uint64_t buf[2];
+    mg_blob view;
+    slot_view(&slot, &view, buf);
+    res = mg_decode(st, &view);
+    slot_clear(&slot);
     return res;
 }
 

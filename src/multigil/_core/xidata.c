@@ -8,7 +8,11 @@
  * Built-in value types (exact types only) are written natively; shared objects
  * (queues, locks, SharedBuffer) travel as handles; a memoryview travels as an
  * export of its memory (no copy); everything else goes through pickle
- * protocol 5, with large out-of-band buffers in raw chunks (one copy).
+ * protocol 5, with large out-of-band buffers in raw chunks (one copy).  The
+ * non-native items of a container are set aside during the walk and pickled
+ * together in one call at the end: a pickle call costs microseconds of fixed
+ * overhead (cloudpickle's Pickler is partly Python), so ten thousand
+ * Fractions in a list must be one call, not ten thousand.
  *
  * The stream never leaves the process, so numbers are stored in native byte
  * order and widths; it is still bounds-checked on decode, because a corrupt
@@ -31,6 +35,17 @@
 #define MG_CHUNK_MIN (64 * 1024)
 #define MG_BLOB_MIN_CAPACITY 256
 #define MG_PICKLE_PROTOCOL 5
+/* mg_blob_move_to_heap copies streams up to this big into the allocation of
+ * the heap blob itself; bigger ones keep their buffer, trimmed of slack. */
+#define MG_COMPACT_MAX 4096
+/* T_TABLE's header: the tag and the stream's length in 7 bytes.  A multiple
+ * of 8, so that moving the stream behind it keeps the STR2/STR4 alignment. */
+#define TABLE_HEADER 8
+
+/* A private bit of mg_blob.flags (MG_ENCODE_* use the low bits): the data and
+ * handles of the blob live in the blob's own allocation (see
+ * mg_blob_move_to_heap), so they are freed with it, never on their own. */
+#define MG_BLOB_COMPACT 0x40000000
 
 /*************************************************************************
  * Stream format                                                        *
@@ -55,6 +70,13 @@
  *   PICKLE                      n, n bytes of pickle, then the count of
  *                               out-of-band buffers, each INLINE (n, n bytes)
  *                               or CHUNK (n = index into blob->handles)
+ *   PICKLE_REF                  n = index into the value's pickle table
+ *
+ * A value whose containers hold non-native items is a table blob: TABLE, the
+ * length L of the stream in 7 bytes (little endian), the stream (L bytes, its
+ * non-native items written as PICKLE_REF), then one PICKLE of the list of
+ * those items, the table.  TABLE appears only as the first byte of a blob; a
+ * non-native value at the top is a plain PICKLE.
  */
 enum {
     T_NONE = 1,
@@ -82,6 +104,8 @@ enum {
     T_FROZENSET,
     T_HANDLE,
     T_PICKLE,
+    T_PICKLE_REF,
+    T_TABLE,
 };
 
 enum { PB_INLINE = 1, PB_CHUNK = 2 };
@@ -102,17 +126,70 @@ mg_blob_clear(mg_blob *b)
     for (size_t i = 0; i < b->nhandles; i++) {
         mg_shared_decref(b->handles[i]);
     }
-    PyMem_RawFree(b->handles);
-    PyMem_RawFree(b->data);
+    if (!(b->flags & MG_BLOB_COMPACT)) {
+        PyMem_RawFree(b->handles);
+        PyMem_RawFree(b->data);
+    }
     mg_blob_init(b);
 }
 
+/* A heap blob waits in a queue for as long as nobody takes it, so it must
+ * cost what it holds, not what encoding it took: the stream buffer starts at
+ * MG_BLOB_MIN_CAPACITY and grows by doubling, and a queued small int used to
+ * hold ~350 bytes.  A small stream is copied, with its handles, into the
+ * allocation of the heap blob itself (one malloc: 80 bytes for a small int;
+ * Queue.put() does better still, see queue.c); a big one keeps its buffer,
+ * shrunk to its size in place when the slack is large. */
 mg_blob *
 mg_blob_move_to_heap(mg_blob *b)
 {
-    mg_blob *h = (mg_blob *)PyMem_RawMalloc(sizeof(*h));
+    mg_blob *h;
+    int compact = (b->flags & MG_BLOB_COMPACT) != 0;
+    if (b->size <= MG_COMPACT_MAX || compact) {
+        /* Laid out [mg_blob][handles][data]: both stay pointer-aligned, as the
+         * decoder wants the data (it aligns UCS2/UCS4 relative to it). */
+        size_t hbytes = b->nhandles * sizeof(mg_shared *);
+        h = (mg_blob *)PyMem_RawMalloc(sizeof(*h) + hbytes + b->size);
+        if (h == NULL) {
+            return NULL;
+        }
+        char *tail = (char *)(h + 1);
+        *h = *b;
+        h->handles = NULL;
+        h->hcapacity = 0;
+        h->data = NULL;
+        h->capacity = 0;
+        if (b->nhandles > 0) {
+            memcpy(tail, b->handles, hbytes);   /* the references move along */
+            h->handles = (mg_shared **)tail;
+            h->hcapacity = b->nhandles;
+        }
+        if (b->size > 0) {
+            memcpy(tail + hbytes, b->data, b->size);
+            h->data = tail + hbytes;
+            h->capacity = b->size;
+        }
+        h->flags |= MG_BLOB_COMPACT;
+        if (!compact) {
+            PyMem_RawFree(b->handles);
+            PyMem_RawFree(b->data);
+        }
+        mg_blob_init(b);
+        return h;
+    }
+    h = (mg_blob *)PyMem_RawMalloc(sizeof(*h));
     if (h == NULL) {
         return NULL;
+    }
+    /* Doubling leaves up to half the buffer unused; a big single write leaves
+     * an eighth (blob_grow), not worth a realloc.  Shrinking reallocs are done
+     * in place (glibc splits the chunk or mremaps), no copy. */
+    if (b->capacity - b->size > b->capacity / 8) {
+        char *p = (char *)PyMem_RawRealloc(b->data, b->size);
+        if (p != NULL) {
+            b->data = p;
+            b->capacity = b->size;
+        }
     }
     *h = *b;
     mg_blob_init(b);
@@ -238,7 +315,9 @@ static int
 mg_pickler(mg_state *st, int for_dumps)
 {
     if (st->pickle_loads == NULL || st->PickleBufferType == NULL) {
-        PyObject *pickle = PyImport_ImportModule("pickle");
+        /* _pickle, not pickle: the Python module imports re, struct and more
+         * into every interpreter that decodes its first pickled value. */
+        PyObject *pickle = PyImport_ImportModule("_pickle");
         if (pickle == NULL) {
             return -1;
         }
@@ -261,7 +340,7 @@ mg_pickler(mg_state *st, int for_dumps)
                 return -1;
             }
             PyErr_Clear();
-            mod = PyImport_ImportModule("pickle");
+            mod = PyImport_ImportModule("_pickle");
             if (mod == NULL) {
                 return -1;
             }
@@ -384,18 +463,22 @@ done:
     return rc;
 }
 
-static int
-enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
+/* pickle.dumps(obj, 5, buffer_callback=buffers.append): a new reference to
+ * the pickle, and the out-of-band buffers in a new list *buffers.  NULL with
+ * the exception the pickler raised. */
+static PyObject *
+pickle_dumps(mg_state *st, PyObject *obj, PyObject **buffers)
 {
+    *buffers = NULL;
     if (mg_pickler(st, 1) < 0) {
-        return -1;
+        return NULL;
     }
-    PyObject *buffers = PyList_New(0);
-    if (buffers == NULL) {
-        return -1;
+    PyObject *bufs = PyList_New(0);
+    if (bufs == NULL) {
+        return NULL;
     }
     PyObject *data = NULL;
-    PyObject *callback = PyObject_GetAttrString(buffers, "append");
+    PyObject *callback = PyObject_GetAttrString(bufs, "append");
     PyObject *kwnames = Py_BuildValue("(s)", "buffer_callback");
     PyObject *protocol = PyLong_FromLong(MG_PICKLE_PROTOCOL);
     if (callback != NULL && kwnames != NULL && protocol != NULL) {
@@ -406,18 +489,25 @@ enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
     Py_XDECREF(kwnames);
     Py_XDECREF(protocol);
     if (data == NULL) {
-        Py_DECREF(buffers);
-        return not_shareable(st, obj, "");
+        Py_DECREF(bufs);
+        return NULL;
     }
-    int rc = -1;
+    *buffers = bufs;
+    return data;
+}
+
+/* Append a T_PICKLE: the pickle `data` and its out-of-band `buffers`. */
+static int
+put_pickled(mg_blob *b, PyObject *data, PyObject *buffers)
+{
     char *p;
     Py_ssize_t n;
     if (PyBytes_AsStringAndSize(data, &p, &n) < 0) {
-        goto done;
+        return -1;
     }
     Py_ssize_t nbuf = PyList_GET_SIZE(buffers);
     if (reserve(b, 1 + 2 * VARINT_MAX + (size_t)n) < 0) {
-        goto done;
+        return -1;
     }
     put_u8(b, T_PICKLE);
     put_varint(b, (uint64_t)n);
@@ -425,15 +515,64 @@ enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
     put_varint(b, (uint64_t)nbuf);
     for (Py_ssize_t i = 0; i < nbuf; i++) {
         if (put_pickle_buffer(b, PyList_GET_ITEM(buffers, i)) < 0) {
-            not_shareable(st, obj, "");
-            goto done;
+            return -1;
         }
     }
-    rc = 0;
-done:
+    return 0;
+}
+
+static int
+enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
+{
+    PyObject *buffers;
+    PyObject *data = pickle_dumps(st, obj, &buffers);
+    if (data == NULL) {
+        return not_shareable(st, obj, "");
+    }
+    int rc = put_pickled(b, data, buffers);
     Py_DECREF(data);
     Py_DECREF(buffers);
-    return rc;
+    /* MemoryError passes unchanged; a bad out-of-band buffer is the value's. */
+    return rc < 0 ? not_shareable(st, obj, "") : 0;
+}
+
+/* Pickling the table (the non-native items of a value, together) failed: say
+ * which item, as sending it alone would.  Each is pickled alone, again, until
+ * one fails: that raises NotShareableError naming its type.  This runs only on
+ * the error path; interrupts, MemoryError and a NotShareableError raised
+ * inside (by a nested encode) say nothing about any item and pass unchanged. */
+static int
+table_error(mg_state *st, PyObject *table)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc == NULL) {
+        return -1;
+    }
+    PyObject *nse = mg_get_error(st, "NotShareableError");
+    int pass = nse == NULL
+               || !PyErr_GivenExceptionMatches(exc, PyExc_Exception)
+               || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
+               || PyErr_GivenExceptionMatches(exc, nse);
+    Py_XDECREF(nse);
+    if (pass) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(table); i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(table, i));
+        mg_blob scratch;
+        mg_blob_init(&scratch);
+        int rc = enc_pickle(st, &scratch, item);
+        mg_blob_clear(&scratch);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(exc);
+            return -1;
+        }
+    }
+    /* Each one pickles alone: blame the lot. */
+    PyErr_SetRaisedException(exc);
+    return not_shareable(st, table, "");
 }
 
 /*************************************************************************
@@ -443,7 +582,8 @@ done:
 typedef struct {
     mg_state *st;
     mg_blob *b;
-    int borrow;     /* MG_ENCODE_BORROW was passed */
+    int borrow;         /* MG_ENCODE_BORROW was passed */
+    PyObject *table;    /* list of the non-native items set aside, or NULL */
 } enc_t;
 
 static int enc(enc_t *e, PyObject *o, int depth, int borrow);
@@ -642,8 +782,9 @@ enc_list(enc_t *e, PyObject *o, int depth)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        /* Pickling an item runs Python code, which may shrink the list or drop
-         * an item we are walking: check the size, and hold the item. */
+        /* No Python code runs during the walk (pickling waits for its end),
+         * but the walk must not rely on it: a later change may call out, and
+         * it costs nothing.  Check the size, and hold the item. */
         if (i >= PyList_GET_SIZE(o)) {
             return changed_size("list");
         }
@@ -771,6 +912,59 @@ enc_memoryview(enc_t *e, PyObject *o)
     return put_handle(e->b, raw);
 }
 
+/* A non-native item inside a container: set it aside in the table, to be
+ * pickled with all the others in one call once the walk is done (enc_table),
+ * and write its index.  The containers around it stay native, with their exact
+ * types, and so do shared objects and memoryviews anywhere in the value, which
+ * pickle could not carry.  The table holds a reference to the item. */
+static int
+enc_defer(enc_t *e, PyObject *o)
+{
+    if (e->table == NULL && (e->table = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    size_t idx = (size_t)PyList_GET_SIZE(e->table);
+    if (reserve(e->b, 1 + VARINT_MAX) < 0 || PyList_Append(e->table, o) < 0) {
+        return -1;
+    }
+    put_u8(e->b, T_PICKLE_REF);
+    put_varint(e->b, idx);
+    return 0;
+}
+
+/* The walk is done and set items aside: make the blob a table blob (see the
+ * stream format).  The stream moves behind the header (one memmove, cheap next
+ * to any pickling), then the table is pickled behind it, in one call.  Shared
+ * references between the items survive it, as in one pickle.dumps. */
+static int
+enc_table(enc_t *e)
+{
+    mg_blob *b = e->b;
+    size_t n = b->size;
+    if ((uint64_t)n >> 56) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *buffers;
+    PyObject *data = pickle_dumps(e->st, e->table, &buffers);
+    if (data == NULL) {
+        return table_error(e->st, e->table);
+    }
+    int rc = reserve(b, TABLE_HEADER);
+    if (rc == 0) {
+        memmove(b->data + TABLE_HEADER, b->data, n);
+        b->data[0] = (char)T_TABLE;
+        for (int i = 0; i < TABLE_HEADER - 1; i++) {
+            b->data[1 + i] = (char)(unsigned char)(n >> (8 * i));
+        }
+        b->size += TABLE_HEADER;
+        rc = put_pickled(b, data, buffers);
+    }
+    Py_DECREF(data);
+    Py_DECREF(buffers);
+    return rc < 0 ? table_error(e->st, e->table) : 0;
+}
+
 /* borrow: MG_ENCODE_BORROW, and every container above `o` is immutable, so
  * that `o` stays alive while the sender waits. */
 static int
@@ -839,7 +1033,8 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
     if (is_wrapper_type(e->st, tp)) {
         return enc_wrapper(e, o);
     }
-    return enc_pickle(e->st, b, o);
+    /* Pickled: alone at the top, else with the value's other such items. */
+    return depth == 0 ? enc_pickle(e->st, b, o) : enc_defer(e, o);
 }
 
 int
@@ -849,11 +1044,22 @@ mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
     for (size_t i = 0; i < out->nhandles; i++) {
         mg_shared_decref(out->handles[i]);
     }
+    if (out->flags & MG_BLOB_COMPACT) {
+        /* That storage is part of the blob's allocation: it can't grow. */
+        out->data = NULL;
+        out->handles = NULL;
+        out->capacity = out->hcapacity = 0;
+    }
     out->nhandles = 0;
     out->size = 0;
     out->flags = flags;
-    enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0};
-    if (enc(&e, obj, 0, e.borrow) < 0) {
+    enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0, NULL};
+    int rc = enc(&e, obj, 0, e.borrow);
+    if (rc == 0 && e.table != NULL) {
+        rc = enc_table(&e);
+    }
+    Py_XDECREF(e.table);
+    if (rc < 0) {
         mg_blob_clear(out);
         return -1;
     }
@@ -935,6 +1141,7 @@ typedef struct {
     mg_state *st;
     const mg_blob *b;
     const unsigned char *p, *end;
+    PyObject *table;    /* the unpickled table of a table blob (borrowed), or NULL */
 } dec_t;
 
 static PyObject *
@@ -1340,6 +1547,19 @@ done:
 }
 
 static PyObject *
+dec_pickle_ref(dec_t *d)
+{
+    uint64_t idx;
+    if (get_varint(d, &idx) < 0) {
+        return NULL;
+    }
+    if (d->table == NULL || idx >= (uint64_t)PyList_GET_SIZE(d->table)) {
+        return malformed("bad pickle reference");
+    }
+    return Py_NewRef(PyList_GET_ITEM(d->table, (Py_ssize_t)idx));
+}
+
+static PyObject *
 dec(dec_t *d, int depth)
 {
     if (d->p >= d->end) {
@@ -1408,9 +1628,56 @@ dec(dec_t *d, int depth)
         return dec_handle(d);
     case T_PICKLE:
         return dec_pickle(d);
-    default:
+    case T_PICKLE_REF:
+        return dec_pickle_ref(d);
+    default:    /* T_TABLE too: it is only ever the first byte */
         return malformed("unknown tag");
     }
+}
+
+/* A table blob: unpickle the table behind the stream first, then decode the
+ * stream, whose PICKLE_REFs index into it. */
+static PyObject *
+dec_table_blob(mg_state *st, const mg_blob *b)
+{
+    const unsigned char *start = (const unsigned char *)b->data;
+    const unsigned char *end = start + b->size;
+    if (b->size < TABLE_HEADER) {
+        return malformed("truncated");
+    }
+    uint64_t n = 0;
+    for (int i = 0; i < TABLE_HEADER - 1; i++) {
+        n |= (uint64_t)start[1 + i] << (8 * i);
+    }
+    if (n > b->size - TABLE_HEADER) {
+        return malformed("truncated");
+    }
+    const unsigned char *mid = start + TABLE_HEADER + n;
+    dec_t t = {st, b, mid, end, NULL};
+    if (t.p >= t.end || *t.p != T_PICKLE) {
+        return malformed("bad pickle table");
+    }
+    PyObject *table = dec(&t, 0);
+    if (table == NULL) {
+        return NULL;
+    }
+    PyObject *v = NULL;
+    if (!PyList_CheckExact(table)) {
+        malformed("bad pickle table");
+    }
+    else if (t.p != t.end) {
+        malformed("trailing data");
+    }
+    else {
+        dec_t d = {st, b, start + TABLE_HEADER, mid, table};
+        v = dec(&d, 0);
+        if (v != NULL && d.p != d.end) {
+            Py_CLEAR(v);
+            malformed("trailing data");
+        }
+    }
+    Py_DECREF(table);
+    return v;
 }
 
 PyObject *
@@ -1419,7 +1686,11 @@ mg_decode(mg_state *st, const mg_blob *b)
     if (b->data == NULL || b->size == 0) {
         return malformed("empty");
     }
-    dec_t d = {st, b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size};
+    if ((unsigned char)b->data[0] == T_TABLE) {
+        return dec_table_blob(st, b);
+    }
+    dec_t d = {st, b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size,
+               NULL};
     PyObject *v = dec(&d, 0);
     if (v != NULL && d.p != d.end) {
         Py_DECREF(v);
