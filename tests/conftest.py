@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -21,3 +22,20 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def interps():  # type: ignore[no-untyped-def]
+    """Factory of interpreters: ``interps(n)`` makes n; all closed at teardown."""
+    from multigil import interpreters
+
+    made = []
+
+    def make(n: int = 1):  # type: ignore[no-untyped-def]
+        new = [interpreters.create() for _ in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for interp in made:
+        interp.close()

@@ -95,3 +95,29 @@ def main_has(name: str) -> bool:
 
 def fib(n: int) -> int:
     return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+class ExecInThread:
+    """Run source in an interpreter from a new thread; re-raise its error on join.
+
+    Used by the tests themselves (not inside interpreters)."""
+
+    def __init__(self, interp: Any, src: str) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                interp.exec(src)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=target)
+        self.thread.start()
+
+    def join(self, timeout: float = 60) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "interpreter thread did not finish"
+        if self.error is not None:
+            raise self.error

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import helpers
 import pytest
+from helpers import ExecInThread
 
 import multigil
 from multigil import _core
@@ -32,46 +33,6 @@ Queue = multigil.Queue
 LATE = 0.25
 
 
-def _interpreters():  # type: ignore[no-untyped-def]
-    return pytest.importorskip("multigil.interpreters")
-
-
-class _Runner:
-    """Run source in an interpreter from a new thread; re-raise its error on join."""
-
-    def __init__(self, interp, src: str) -> None:  # type: ignore[no-untyped-def]
-        self.error: BaseException | None = None
-
-        def target() -> None:
-            try:
-                interp.exec(src)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in join()
-                self.error = exc
-
-        self.thread = threading.Thread(target=target)
-        self.thread.start()
-
-    def join(self, timeout: float = 30) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "interpreter thread did not finish"
-        if self.error is not None:
-            raise self.error
-
-
-@pytest.fixture
-def interps():  # type: ignore[no-untyped-def]
-    """Factory of interpreters, all closed at teardown."""
-    mod = _interpreters()
-    made = []
-
-    def make(n: int = 1):  # type: ignore[no-untyped-def]
-        new = [mod.create() for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for interp in made:
-        interp.close()
 
 
 # --------------------------------------------------------------------------
@@ -199,7 +160,7 @@ def test_items_of_every_size_across_interpreters(interps) -> None:  # type: igno
     (interp,) = interps(1)
     there, back = Queue(), Queue()
     interp.prepare_main(there=there, back=back)
-    runner = _Runner(interp, "while (x := there.get()) != 'end':\n    back.put(x)\n")
+    runner = ExecInThread(interp, "while (x := there.get()) != 'end':\n    back.put(x)\n")
     for value in KINDS:
         there.put(value)
     there.put("end")
@@ -516,12 +477,12 @@ def test_cross_interpreter_producers_consumers(interps) -> None:  # type: ignore
     for k, interp in enumerate(workers[:n_prod]):
         interp.prepare_main(work=work, start=k * per, stop=(k + 1) * per)
         runners.append(
-            _Runner(interp, "for i in range(start, stop):\n    work.put(i)\n")
+            ExecInThread(interp, "for i in range(start, stop):\n    work.put(i)\n")
         )
     for interp in workers[n_prod:]:
         interp.prepare_main(work=work, results=results)
         runners.append(
-            _Runner(
+            ExecInThread(
                 interp,
                 "mine = []\n"
                 "while (item := work.get()) is not None:\n"
@@ -546,7 +507,7 @@ def test_close_from_other_interpreter_wakes_getter(interps) -> None:  # type: ig
     (interp,) = interps(1)
     q, ready = Queue(), Queue()
     interp.prepare_main(q=q, ready=ready)
-    runner = _Runner(
+    runner = ExecInThread(
         interp,
         "from multigil._errors import QueueClosed\n"
         "ready.put('waiting')\n"
@@ -562,7 +523,7 @@ def test_close_from_other_interpreter_wakes_getter(interps) -> None:  # type: ig
 
 
 def test_items_outlive_the_interpreter_that_put_them() -> None:
-    mod = _interpreters()
+    from multigil import interpreters as mod
     q = Queue()
     interp = mod.create()
     try:
@@ -594,7 +555,7 @@ def test_ping_pong_latency(interps) -> None:  # type: ignore[no-untyped-def]
     (interp,) = interps(1)
     ping, pong = Queue(), Queue()
     interp.prepare_main(ping=ping, pong=pong)
-    runner = _Runner(
+    runner = ExecInThread(
         interp,
         "while (x := ping.get()) is not None:\n    pong.put(x)\n",
     )

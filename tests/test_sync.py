@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from helpers import ExecInThread
 
 import multigil
 from multigil._errors import QueueEmpty
@@ -28,46 +29,6 @@ Condition, Queue = multigil.Condition, multigil.Queue
 LATE = 0.25
 
 
-def _interpreters():  # type: ignore[no-untyped-def]
-    return pytest.importorskip("multigil.interpreters")
-
-
-class _Runner:
-    """Run source in an interpreter from a new thread; re-raise its error on join."""
-
-    def __init__(self, interp, src: str) -> None:  # type: ignore[no-untyped-def]
-        self.error: BaseException | None = None
-
-        def target() -> None:
-            try:
-                interp.exec(src)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in join()
-                self.error = exc
-
-        self.thread = threading.Thread(target=target)
-        self.thread.start()
-
-    def join(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "interpreter thread did not finish"
-        if self.error is not None:
-            raise self.error
-
-
-@pytest.fixture
-def interps():  # type: ignore[no-untyped-def]
-    """Factory of interpreters, all closed at teardown."""
-    mod = _interpreters()
-    made = []
-
-    def make(n: int = 1):  # type: ignore[no-untyped-def]
-        new = [mod.create() for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for interp in made:
-        interp.close()
 
 
 def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
@@ -223,7 +184,7 @@ def test_counter_across_two_interpreters_is_exact(interps, factory) -> None:  # 
     lock = factory()
     for interp in (a, b):
         interp.prepare_main(view=view, lock=lock, count=50_000)
-    runners = [_Runner(interp, _INCREMENT) for interp in (a, b)]
+    runners = [ExecInThread(interp, _INCREMENT) for interp in (a, b)]
     for r in runners:
         r.join(120)
     assert int.from_bytes(view[:8], "little") == 100_000
@@ -237,7 +198,7 @@ def test_lock_held_in_one_interpreter_blocks_another(interps) -> None:  # type: 
     interp.exec("out.put(lock.acquire(False)); out.put(lock.locked())")
     assert out.get_nowait() is False
     assert out.get_nowait() is True
-    runner = _Runner(interp, "out.put(lock.acquire(timeout=30)); lock.release()")
+    runner = ExecInThread(interp, "out.put(lock.acquire(timeout=30)); lock.release()")
     lock.release()
     runner.join()
     assert out.get(timeout=30) is True
@@ -359,7 +320,7 @@ def test_event_across_interpreters(interps) -> None:  # type: ignore[no-untyped-
     out = Queue()
     for interp in (a, b):
         interp.prepare_main(go=go, done=done, out=out)
-    runners = [_Runner(i, "out.put(go.wait(30))") for i in (a, b)]
+    runners = [ExecInThread(i, "out.put(go.wait(30))") for i in (a, b)]
     go.set()
     for r in runners:
         r.join()
@@ -465,7 +426,7 @@ def test_semaphore_limits_concurrency_across_interpreters(interps) -> None:  # t
         "        peak.put(inside._value)\n"
         "        inside.acquire()\n"
     )
-    runners = [_Runner(i, src) for i in workers]
+    runners = [ExecInThread(i, src) for i in workers]
     for r in runners:
         r.join(120)
     values = []
@@ -581,7 +542,7 @@ def test_condition_across_interpreters(interps) -> None:  # type: ignore[no-unty
     (interp,) = interps(1)
     c, box, ready = Condition(Lock()), Queue(), Semaphore(0)
     interp.prepare_main(c=c, box=box, ready=ready)
-    runner = _Runner(
+    runner = ExecInThread(
         interp,
         "with c:\n"
         "    ready.release()\n"
