@@ -140,6 +140,13 @@ def wait_event(started: Any, release: Any, value: Any = None) -> Any:
     return value
 
 
+def interp_id_when_released(started: Any, release: Any) -> int:
+    """Set `started`, block until `release` is set, return the interpreter's id:
+    as many such tasks as workers, and each worker is seen once."""
+    wait_event(started, release)
+    return interp_id()
+
+
 def busy_interval(iterations: int) -> tuple[int, int]:
     """Pure-Python work; its (start, end) on the process-wide perf_counter_ns."""
     clock = time.perf_counter_ns

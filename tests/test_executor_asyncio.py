@@ -167,7 +167,13 @@ def test_amap_error_keeps_order(pool):
 
 def test_cancelling_amap_interrupts_running_chunks():
     with InterpreterPoolExecutor(2) as p:
-        me = {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(10)}
+        started, release = [Event(), Event()], Event()
+        held = [p.submit(tasks.interp_id_when_released, s, release) for s in started]
+        for s in started:
+            assert s.wait(TIMEOUT)              # each worker holds one
+        release.set()
+        me = {f.result(TIMEOUT) for f in held}
+        assert len(me) == 2
 
         async def consume(started):
             async for _ in p.amap(tasks.spin_forever, [started, None, None], chunksize=1):

@@ -267,8 +267,12 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         PyObject *task = mg_decode(sub, blob);
         mg_blob_free(blob);
         if (task == NULL || !PyTuple_Check(task) || PyTuple_GET_SIZE(task) != 6) {
-            /* submit_task built it: this cannot happen short of memory */
-            PyErr_WriteUnraisable(NULL);
+            /* Not built by submit_task (or no memory): report it, skip it. */
+            if (task != NULL) {
+                PyErr_SetString(PyExc_TypeError,
+                                "a worker queue item is not a task built by submit_task()");
+            }
+            PyErr_WriteUnraisable(self->queue);
             Py_XDECREF(task);
             continue;
         }
