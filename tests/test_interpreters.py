@@ -279,6 +279,16 @@ def test_close_while_running_elsewhere():
     it.close()
 
 
+def test_fork_with_live_interpreters_warns():
+    with interpreters.create():
+        with pytest.warns(RuntimeWarning, match="forkserver"):
+            pid = os.fork()
+            if pid == 0:  # the child may hang in CPython's own after-fork code
+                os._exit(0)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
 def test_cannot_close_current_or_main():
     main = interpreters.get_main()
     with pytest.raises(InterpreterError):

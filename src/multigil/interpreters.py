@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import weakref
@@ -223,6 +224,8 @@ def create() -> Interpreter:
     if not _atexit_registered:
         _atexit_registered = True
         atexit.register(_close_all)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_warn_before_fork)
     return Interpreter(iid, "C-API")
 
 
@@ -255,6 +258,21 @@ def is_shareable(obj: object) -> bool:
 def create_queue(maxsize: int = 0) -> Queue:
     """A new cross-interpreter :class:`Queue` (0: unbounded)."""
     return Queue(maxsize)
+
+
+def _warn_before_fork() -> None:
+    """CPython cannot fork a process that has sub-interpreters: the child
+    hangs (3.12) or crashes (3.13, 3.14).  Say so before it happens."""
+    if _owned:
+        import warnings
+
+        warnings.warn(
+            f"fork() while {len(_owned)} multigil interpreter(s) exist: CPython's child "
+            "process hangs or crashes then. Close them first, or use the 'forkserver' "
+            "or 'spawn' start method of multiprocessing (multiprocessing.get_context).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _close_all() -> None:
