@@ -374,6 +374,15 @@ acquire(mg_state *st, int64_t id)
 {
     LOCK();
     mg_interp *ip = find_locked(id);
+    if (ip != NULL && !ip->owned && ip->istate != PyInterpreterState_Main()
+        && ip->istate != PyInterpreterState_Get()) {
+        /* A cached thread state would make its creator's Py_EndInterpreter
+         * abort ("not the last thread"). */
+        UNLOCK();
+        mg_raise(st, "InterpreterError", "interpreter %lld was not created by "
+                 "multigil; multigil cannot enter it", (long long)id);
+        return NULL;
+    }
     if (ip == NULL || ip->closing) {
         int closing = ip != NULL;
         UNLOCK();
@@ -512,11 +521,13 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
         Py_XDECREF(res);
     }
     if (failed) {
+        /* Keep the entry (closing) until the interpreter is gone: its _core
+         * module, if the bootstrap imported it, reaches it from core_free. */
         LOCK();
         if (ip) {
             ip->nodes = NULL;
+            ip->state = NULL;
             n->interp = NULL;   /* the thread list drops it */
-            remove_entry_locked(ip);
         }
         else {
             PyMem_RawFree(n);
@@ -524,6 +535,12 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
         UNLOCK();
         Py_EndInterpreter(ts);
         PyThreadState_Swap(saved);
+        if (ip) {
+            LOCK();
+            remove_entry_locked(ip);
+            UNLOCK();
+        }
+        mg_interp_run_deferred();
         if (*error == NULL) {
             PyErr_NoMemory();
         }
@@ -670,11 +687,16 @@ mg_interp_set_state(mg_interp *ip, mg_state *st)
 }
 
 void
-mg_interp_forget_current(mg_interp *ip)
+mg_interp_forget_current(mg_interp *ip, mg_state *st)
 {
     /* The module is being freed in this interpreter.  Entries multigil did
-     * not create are dropped: their interpreter may be destroyed by others. */
+     * not create are dropped: their interpreter may be destroyed by others.
+     * Another, newer instance of _core may own the entry: leave it alone. */
     LOCK();
+    if (ip->state != st) {
+        UNLOCK();
+        return;
+    }
     ip->state = NULL;
     if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
         remove_entry_locked(ip);

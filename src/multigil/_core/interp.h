@@ -28,7 +28,7 @@ int mg_interp_close(mg_state *st, int64_t id);
 /* The _core state inside `ip`: use only while attached to `ip`. */
 mg_state *mg_interp_state(const mg_interp *ip);
 void mg_interp_set_state(mg_interp *ip, mg_state *st);
-void mg_interp_forget_current(mg_interp *ip);
+void mg_interp_forget_current(mg_interp *ip, mg_state *st);
 PyObject *mg_interp_list(void);          /* [(id, whence)], oldest first */
 PyObject *mg_interp_owned_ids(void);
 long mg_interp_busy(int64_t id, const char **whence);

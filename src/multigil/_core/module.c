@@ -119,6 +119,10 @@ mg_function_ref(mg_state *st, PyObject *fn)
         return NULL;
     }
     int cacheable = PyObject_IsTrue(PyTuple_GET_ITEM(res, 0));
+    if (cacheable < 0) {
+        Py_DECREF(res);
+        return NULL;
+    }
     PyObject *token = cacheable ? PyLong_FromLongLong(mg_next_id()) : PyLong_FromLong(0);
     ref = token ? PyTuple_Pack(2, token, PyTuple_GET_ITEM(res, 1)) : NULL;
     Py_XDECREF(token);
@@ -688,7 +692,7 @@ core_free(void *module)
 {
     mg_state *st = PyModule_GetState((PyObject *)module);
     if (st->interp) {
-        mg_interp_forget_current(st->interp);
+        mg_interp_forget_current(st->interp, st);
         st->interp = NULL;
     }
     mg_state_clear(st);

@@ -55,6 +55,10 @@ Worker_init(WorkerObject *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     mg_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot re-initialise a running Worker");
+        return -1;
+    }
     if (mg_queue_from_object(st, queue) == NULL) {
         return -1;
     }
@@ -237,19 +241,25 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
     if (q == NULL) {
         return NULL;
     }
+    /* Set before mg_enter releases our GIL: a second run() must see it. */
+    self->running = 1;
+    PyObject *qobj = Py_NewRef(self->queue);   /* keeps q alive for the loop */
     mg_session s;
     if (mg_enter(st, self->raw->interp_id, &s) < 0) {
+        self->running = 0;
+        Py_DECREF(qobj);
         return NULL;
     }
     mg_state *sub = mg_session_state(st, &s);
     if (sub == NULL || s.saved == NULL) {
         PyErr_Clear();
         mg_leave(&s);
+        self->running = 0;
+        Py_DECREF(qobj);
         return mg_raise(st, "InterpreterError",
                         "interpreter %lld cannot host a worker",
                         (long long)self->raw->interp_id);
     }
-    self->running = 1;
     atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
     const char *reason = "closed";
     for (;;) {
@@ -272,7 +282,8 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
                 PyErr_SetString(PyExc_TypeError,
                                 "a worker queue item is not a task built by submit_task()");
             }
-            PyErr_WriteUnraisable(self->queue);
+            /* Not self->queue: it belongs to the caller's interpreter. */
+            PyErr_WriteUnraisable(NULL);
             Py_XDECREF(task);
             continue;
         }
@@ -316,6 +327,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
     atomic_store(&self->raw->thread_ident, 0);
     mg_leave(&s);
     self->running = 0;
+    Py_DECREF(qobj);
     return PyUnicode_FromString(reason);
 }
 
@@ -435,6 +447,14 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_state *st = PyModule_GetState(module);
     mg_queue *q = mg_queue_from_object(st, args[0]);
     if (q == NULL) {
+        return NULL;
+    }
+    long long task_id = PyLong_AsLongLong(args[1]);
+    if (task_id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (task_id <= 0) {
+        PyErr_SetString(PyExc_ValueError, "task ids are positive integers");
         return NULL;
     }
     PyObject *ref = mg_function_ref(st, args[2]);
