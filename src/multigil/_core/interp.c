@@ -51,6 +51,32 @@ mg_shared_decref(mg_shared *s)
     }
 }
 
+/* Identity of a wrapper is its raw object's id: two wrappers (in one
+ * interpreter, or sent back and forth) of the same raw object compare equal
+ * and hash alike.  Slots shared by every wrapper type. */
+Py_hash_t
+mg_wrapper_hash(PyObject *self)
+{
+    Py_hash_t h = (Py_hash_t)((mg_wrapper *)self)->raw->id;
+    return h == -1 ? -2 : h;
+}
+
+PyObject *
+mg_wrapper_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    int eq = ((mg_wrapper *)a)->raw->id == ((mg_wrapper *)b)->raw->id;
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+PyObject *
+mg_wrapper_get_id(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(((mg_wrapper *)self)->raw->id);
+}
+
 /*************************************************************************
  * Registry                                                              *
  *************************************************************************/

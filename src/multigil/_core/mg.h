@@ -53,6 +53,11 @@ struct mg_shared {
 #define MG_WRAPPER_HEAD PyObject_HEAD mg_shared *raw;
 typedef struct { MG_WRAPPER_HEAD } mg_wrapper;
 
+/* Type slots shared by the wrapper types: identity is the raw object's id. */
+Py_hash_t mg_wrapper_hash(PyObject *self);
+PyObject *mg_wrapper_richcompare(PyObject *a, PyObject *b, int op);
+PyObject *mg_wrapper_get_id(PyObject *self, void *closure);
+
 void mg_shared_init(mg_shared *s, const mg_shared_kind *kind);
 void mg_shared_incref(mg_shared *s);
 void mg_shared_decref(mg_shared *s);

@@ -810,12 +810,6 @@ queue_get_closed(PyObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-queue_get_id(PyObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(QUEUE_RAW(self)->head.id);
-}
-
-static PyObject *
 queue_repr(PyObject *self)
 {
     mg_queue *q = QUEUE_RAW(self);
@@ -828,24 +822,6 @@ queue_repr(PyObject *self)
     return PyUnicode_FromFormat("<multigil.Queue id=%lld maxsize=%zd qsize=%zu%s>",
                                 (long long)q->head.id, q->maxsize, n,
                                 closed ? " closed" : "");
-}
-
-static Py_hash_t
-queue_hash(PyObject *self)
-{
-    Py_hash_t h = (Py_hash_t)QUEUE_RAW(self)->head.id;
-    return h == -1 ? -2 : h;
-}
-
-static PyObject *
-queue_richcompare(PyObject *a, PyObject *b, int op)
-{
-    int eq;
-    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    eq = QUEUE_RAW(a)->head.id == QUEUE_RAW(b)->head.id;
-    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
 }
 
 static PyMethodDef queue_methods[] = {
@@ -871,7 +847,7 @@ static PyMethodDef queue_methods[] = {
 };
 
 static PyGetSetDef queue_getset[] = {
-    {"id", queue_get_id, NULL, "Process-unique id of the queue.", NULL},
+    {"id", mg_wrapper_get_id, NULL, "Process-unique id of the queue.", NULL},
     {"maxsize", queue_get_maxsize, NULL, "Maximum size given at creation (<= 0: unbounded).",
      NULL},
     {"closed", queue_get_closed, NULL, "True once close() was called.", NULL},
@@ -883,8 +859,8 @@ static PyType_Slot queue_slots[] = {
     {Py_tp_new, queue_new},
     {Py_tp_dealloc, queue_dealloc},
     {Py_tp_repr, queue_repr},
-    {Py_tp_hash, queue_hash},
-    {Py_tp_richcompare, queue_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, queue_methods},
     {Py_tp_getset, queue_getset},
     {0, NULL},

@@ -292,32 +292,6 @@ wrapper_dealloc(PyObject *self)
     Py_DECREF(tp);
 }
 
-/* Identity is the raw object's id: two wrappers (in one interpreter, or sent
- * back and forth) of the same raw object compare equal and hash alike. */
-static Py_hash_t
-wrapper_hash(PyObject *self)
-{
-    Py_hash_t h = (Py_hash_t)((mg_wrapper *)self)->raw->id;
-    return h == -1 ? -2 : h;
-}
-
-static PyObject *
-wrapper_richcompare(PyObject *a, PyObject *b, int op)
-{
-    int eq;
-    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    eq = ((mg_wrapper *)a)->raw->id == ((mg_wrapper *)b)->raw->id;
-    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
-}
-
-static PyObject *
-wrapper_get_id(PyObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(((mg_wrapper *)self)->raw->id);
-}
-
 /* Lock-style timeout: threading.Lock.acquire(blocking=True, timeout=-1).
  * -1 means forever; None is accepted too. */
 static int
@@ -670,7 +644,7 @@ static PyMethodDef lock_methods[] = {
 };
 
 static PyGetSetDef wrapper_getset[] = {
-    {"id", wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
+    {"id", mg_wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -679,8 +653,8 @@ static PyType_Slot lock_slots[] = {
     {Py_tp_new, lock_new},
     {Py_tp_dealloc, wrapper_dealloc},
     {Py_tp_repr, lock_repr},
-    {Py_tp_hash, wrapper_hash},
-    {Py_tp_richcompare, wrapper_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, lock_methods},
     {Py_tp_getset, wrapper_getset},
     {0, NULL},
@@ -783,8 +757,8 @@ static PyType_Slot rlock_slots[] = {
     {Py_tp_new, rlock_new},
     {Py_tp_dealloc, wrapper_dealloc},
     {Py_tp_repr, rlock_repr},
-    {Py_tp_hash, wrapper_hash},
-    {Py_tp_richcompare, wrapper_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, rlock_methods},
     {Py_tp_getset, wrapper_getset},
     {0, NULL},
@@ -970,8 +944,8 @@ static PyType_Slot event_slots[] = {
     {Py_tp_new, event_new},
     {Py_tp_dealloc, wrapper_dealloc},
     {Py_tp_repr, event_repr},
-    {Py_tp_hash, wrapper_hash},
-    {Py_tp_richcompare, wrapper_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, event_methods},
     {Py_tp_getset, wrapper_getset},
     {0, NULL},
@@ -1268,7 +1242,7 @@ static PyMethodDef semaphore_methods[] = {
 };
 
 static PyGetSetDef semaphore_getset[] = {
-    {"id", wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
+    {"id", mg_wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
     {"_value", semaphore_get_value, NULL,
      "Current counter (a snapshot: other interpreters may change it at once).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1279,8 +1253,8 @@ static PyType_Slot semaphore_slots[] = {
     {Py_tp_new, semaphore_new},
     {Py_tp_dealloc, wrapper_dealloc},
     {Py_tp_repr, semaphore_repr},
-    {Py_tp_hash, wrapper_hash},
-    {Py_tp_richcompare, wrapper_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, semaphore_methods},
     {Py_tp_getset, semaphore_getset},
     {0, NULL},
@@ -1723,7 +1697,7 @@ static PyMethodDef condition_methods[] = {
 };
 
 static PyGetSetDef condition_getset[] = {
-    {"id", wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
+    {"id", mg_wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
     {"lock", condition_get_lock, NULL, "The underlying Lock or RLock.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1733,8 +1707,8 @@ static PyType_Slot condition_slots[] = {
     {Py_tp_new, condition_new},
     {Py_tp_dealloc, condition_dealloc},
     {Py_tp_repr, condition_repr},
-    {Py_tp_hash, wrapper_hash},
-    {Py_tp_richcompare, wrapper_richcompare},
+    {Py_tp_hash, mg_wrapper_hash},
+    {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, condition_methods},
     {Py_tp_getset, condition_getset},
     {0, NULL},
