@@ -51,6 +51,36 @@ mg_shared_decref(mg_shared *s)
     }
 }
 
+/* A new wrapper of `type` for `raw`, taking a reference to it: how every
+ * interpreter gets its own object for the same raw queue or lock. */
+PyObject *
+mg_wrapper_new(PyTypeObject *type, mg_shared *raw)
+{
+    if (type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "multigil._core is not initialised here");
+        return NULL;
+    }
+    mg_wrapper *w = (mg_wrapper *)type->tp_alloc(type, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    mg_shared_incref(raw);
+    w->raw = raw;
+    return (PyObject *)w;
+}
+
+void
+mg_wrapper_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    mg_shared *raw = ((mg_wrapper *)self)->raw;
+    if (raw != NULL) {
+        mg_shared_decref(raw);
+    }
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
 /* Identity of a wrapper is its raw object's id: two wrappers (in one
  * interpreter, or sent back and forth) of the same raw object compare equal
  * and hash alike.  Slots shared by every wrapper type. */

@@ -53,7 +53,10 @@ struct mg_shared {
 #define MG_WRAPPER_HEAD PyObject_HEAD mg_shared *raw;
 typedef struct { MG_WRAPPER_HEAD } mg_wrapper;
 
-/* Type slots shared by the wrapper types: identity is the raw object's id. */
+/* Shared by the wrapper types: construction from a raw object (a new
+ * reference to it), dealloc, and identity (the raw object's id). */
+PyObject *mg_wrapper_new(PyTypeObject *type, mg_shared *raw);
+void mg_wrapper_dealloc(PyObject *self);
 Py_hash_t mg_wrapper_hash(PyObject *self);
 PyObject *mg_wrapper_richcompare(PyObject *a, PyObject *b, int op);
 PyObject *mg_wrapper_get_id(PyObject *self, void *closure);

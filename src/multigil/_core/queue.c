@@ -546,31 +546,7 @@ queue_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 queue_wrap(mg_state *st, mg_shared *raw)
 {
-    PyTypeObject *type = st->QueueType;
-    PyObject *self;
-    if (type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "multigil._core is not initialised here");
-        return NULL;
-    }
-    self = type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    ((mg_wrapper *)self)->raw = raw;
-    return self;
-}
-
-static void
-queue_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    mg_shared *raw = ((mg_wrapper *)self)->raw;
-    if (raw != NULL) {
-        mg_shared_decref(raw);
-    }
-    tp->tp_free(self);
-    Py_DECREF(tp);
+    return mg_wrapper_new(st->QueueType, raw);
 }
 
 /* block/timeout in the queue.Queue style: block=False ignores timeout. */
@@ -857,7 +833,7 @@ static PyGetSetDef queue_getset[] = {
 static PyType_Slot queue_slots[] = {
     {Py_tp_doc, (void *)queue_doc},
     {Py_tp_new, queue_new},
-    {Py_tp_dealloc, queue_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, queue_repr},
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},

@@ -263,35 +263,6 @@ typedef struct {
 #define SYNC_RAW(self) ((sync_raw *)((mg_wrapper *)(self))->raw)
 #define COND_RAW(self) ((cond_raw *)((mg_wrapper *)(self))->raw)
 
-static PyObject *
-wrap_in(PyTypeObject *type, mg_shared *raw)
-{
-    mg_wrapper *w;
-    if (type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "multigil._core is not initialised here");
-        return NULL;
-    }
-    w = (mg_wrapper *)type->tp_alloc(type, 0);
-    if (w == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    w->raw = raw;
-    return (PyObject *)w;
-}
-
-static void
-wrapper_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    mg_shared *raw = ((mg_wrapper *)self)->raw;
-    if (raw != NULL) {
-        mg_shared_decref(raw);
-    }
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
 /* Lock-style timeout: threading.Lock.acquire(blocking=True, timeout=-1).
  * -1 means forever; None is accepted too. */
 static int
@@ -515,7 +486,7 @@ lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (r == NULL) {
         return NULL;
     }
-    self = wrap_in(type, &r->head);
+    self = mg_wrapper_new(type, &r->head);
     mg_shared_decref(&r->head);
     return self;
 }
@@ -523,7 +494,7 @@ lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 lock_wrap(mg_state *st, mg_shared *raw)
 {
-    return wrap_in(st->LockType, raw);
+    return mg_wrapper_new(st->LockType, raw);
 }
 
 PyDoc_STRVAR(lock_acquire_doc,
@@ -651,7 +622,7 @@ static PyGetSetDef wrapper_getset[] = {
 static PyType_Slot lock_slots[] = {
     {Py_tp_doc, (void *)lock_doc},
     {Py_tp_new, lock_new},
-    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, lock_repr},
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
@@ -702,7 +673,7 @@ rlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (r == NULL) {
         return NULL;
     }
-    self = wrap_in(type, &r->head);
+    self = mg_wrapper_new(type, &r->head);
     mg_shared_decref(&r->head);
     return self;
 }
@@ -710,7 +681,7 @@ rlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 rlock_wrap(mg_state *st, mg_shared *raw)
 {
-    return wrap_in(st->RLockType, raw);
+    return mg_wrapper_new(st->RLockType, raw);
 }
 
 static PyObject *
@@ -755,7 +726,7 @@ static PyMethodDef rlock_methods[] = {
 static PyType_Slot rlock_slots[] = {
     {Py_tp_doc, (void *)rlock_doc},
     {Py_tp_new, rlock_new},
-    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, rlock_repr},
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
@@ -804,7 +775,7 @@ event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (r == NULL) {
         return NULL;
     }
-    self = wrap_in(type, &r->head);
+    self = mg_wrapper_new(type, &r->head);
     mg_shared_decref(&r->head);
     return self;
 }
@@ -812,7 +783,7 @@ event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 event_wrap(mg_state *st, mg_shared *raw)
 {
-    return wrap_in(st->EventType, raw);
+    return mg_wrapper_new(st->EventType, raw);
 }
 
 static PyObject *
@@ -942,7 +913,7 @@ static PyMethodDef event_methods[] = {
 static PyType_Slot event_slots[] = {
     {Py_tp_doc, (void *)event_doc},
     {Py_tp_new, event_new},
-    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, event_repr},
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
@@ -1013,7 +984,7 @@ semaphore_create(PyTypeObject *type, PyObject *args, PyObject *kwds, int bounded
     if (r == NULL) {
         return NULL;
     }
-    self = wrap_in(type, &r->head);
+    self = mg_wrapper_new(type, &r->head);
     mg_shared_decref(&r->head);
     return self;
 }
@@ -1043,14 +1014,14 @@ semaphore_wrap(mg_state *st, mg_shared *raw)
         if (bt != NULL && PyType_Check(bt) &&
             PyType_IsSubtype((PyTypeObject *)bt, type) &&
             ((PyTypeObject *)bt)->tp_basicsize == type->tp_basicsize) {
-            PyObject *res = wrap_in((PyTypeObject *)bt, raw);
+            PyObject *res = mg_wrapper_new((PyTypeObject *)bt, raw);
             Py_DECREF(bt);
             return res;
         }
         Py_XDECREF(bt);
         PyErr_Clear();
     }
-    return wrap_in(type, raw);
+    return mg_wrapper_new(type, raw);
 }
 
 static int
@@ -1251,7 +1222,7 @@ static PyGetSetDef semaphore_getset[] = {
 static PyType_Slot semaphore_slots[] = {
     {Py_tp_doc, (void *)semaphore_doc},
     {Py_tp_new, semaphore_new},
-    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, semaphore_repr},
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
@@ -1317,7 +1288,7 @@ condition_from_raw(PyTypeObject *type, mg_state *st, cond_raw *c)
     if (lock == NULL) {
         return NULL;
     }
-    self = (cond_obj *)wrap_in(type, &c->head);
+    self = (cond_obj *)mg_wrapper_new(type, &c->head);
     if (self == NULL) {
         Py_DECREF(lock);
         return NULL;
@@ -1382,7 +1353,7 @@ static void
 condition_dealloc(PyObject *self)
 {
     Py_CLEAR(((cond_obj *)self)->lock);
-    wrapper_dealloc(self);
+    mg_wrapper_dealloc(self);
 }
 
 static int
