@@ -80,19 +80,6 @@ foreign_new(mg_state *st, mg_shared *raw)
     return (PyObject *)self;
 }
 
-static void
-foreign_dealloc(PyObject *op)
-{
-    ForeignBufferObject *self = (ForeignBufferObject *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    if (self->raw != NULL) {
-        mg_shared_decref(self->raw);
-        self->raw = NULL;
-    }
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
 /* Serve the region the way memoryview serves its own view: honour every
  * request flag the consumer passed, refuse the ones the region can't meet. */
 static int
@@ -197,7 +184,7 @@ PyDoc_STRVAR(foreign_doc,
 "    Whether the memory is read-only.\n");
 
 static PyType_Slot foreign_slots[] = {
-    {Py_tp_dealloc, foreign_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, foreign_repr},
     {Py_tp_getset, foreign_getset},
     {Py_tp_doc, (void *)foreign_doc},
@@ -489,19 +476,6 @@ shbuf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
-static void
-shbuf_dealloc(PyObject *op)
-{
-    SharedBufferObject *self = (SharedBufferObject *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    if (self->raw != NULL) {
-        mg_shared_decref(self->raw);
-        self->raw = NULL;
-    }
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
 static int
 shbuf_getbuffer(PyObject *op, Py_buffer *view, int flags)
 {
@@ -686,7 +660,7 @@ PyDoc_STRVAR(shbuf_doc,
 
 static PyType_Slot shbuf_slots[] = {
     {Py_tp_new, shbuf_new},
-    {Py_tp_dealloc, shbuf_dealloc},
+    {Py_tp_dealloc, mg_wrapper_dealloc},
     {Py_tp_repr, shbuf_repr},
     {Py_tp_richcompare, shbuf_richcompare},
     {Py_tp_hash, shbuf_hash},

@@ -471,24 +471,28 @@ PyDoc_STRVAR(lock_doc,
 ">>> with lock:\n"
 "...     pass\n");
 
+/* The constructor of a type whose raw object takes no arguments. */
 static PyObject *
-lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+new_without_arguments(PyTypeObject *type, PyObject *args, PyObject *kwds,
+                      const mg_shared_kind *kind, const char *name)
 {
-    sync_raw *r;
-    PyObject *self;
-    if (!PyArg_ParseTuple(args, ":Lock") || (kwds && PyDict_GET_SIZE(kwds))) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "Lock() takes no arguments");
-        }
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", name);
         return NULL;
     }
-    r = sync_raw_new(&lock_kind, 0, -1);
+    sync_raw *r = sync_raw_new(kind, 0, -1);
     if (r == NULL) {
         return NULL;
     }
-    self = mg_wrapper_new(type, &r->head);
+    PyObject *self = mg_wrapper_new(type, &r->head);
     mg_shared_decref(&r->head);
     return self;
+}
+
+static PyObject *
+lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    return new_without_arguments(type, args, kwds, &lock_kind, "Lock");
 }
 
 static PyObject *
@@ -661,21 +665,7 @@ PyDoc_STRVAR(rlock_doc,
 static PyObject *
 rlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    sync_raw *r;
-    PyObject *self;
-    if (!PyArg_ParseTuple(args, ":RLock") || (kwds && PyDict_GET_SIZE(kwds))) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "RLock() takes no arguments");
-        }
-        return NULL;
-    }
-    r = sync_raw_new(&rlock_kind, 0, -1);
-    if (r == NULL) {
-        return NULL;
-    }
-    self = mg_wrapper_new(type, &r->head);
-    mg_shared_decref(&r->head);
-    return self;
+    return new_without_arguments(type, args, kwds, &rlock_kind, "RLock");
 }
 
 static PyObject *
@@ -763,21 +753,7 @@ PyDoc_STRVAR(event_doc,
 static PyObject *
 event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    sync_raw *r;
-    PyObject *self;
-    if (!PyArg_ParseTuple(args, ":Event") || (kwds && PyDict_GET_SIZE(kwds))) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "Event() takes no arguments");
-        }
-        return NULL;
-    }
-    r = sync_raw_new(&event_kind, 0, -1);
-    if (r == NULL) {
-        return NULL;
-    }
-    self = mg_wrapper_new(type, &r->head);
-    mg_shared_decref(&r->head);
-    return self;
+    return new_without_arguments(type, args, kwds, &event_kind, "Event");
 }
 
 static PyObject *
