@@ -4,6 +4,7 @@ lazy input, progress bars; a million tasks in flat memory; real parallelism."""
 from __future__ import annotations
 
 import bisect
+import gc
 import io
 import itertools
 import statistics
@@ -149,12 +150,14 @@ def test_a_million_tiny_tasks_in_flat_memory(pool):
     # flight; RSS then stays at that plateau unless something leaks.
     for _ in range(2):
         assert sum(pool.map(abs, range(n))) == n * (n - 1) // 2
+    gc.collect()  # garbage of earlier tests must not be freed, or not, in between
     before = rss_kib()
     t0 = time.perf_counter()
     total = 0
     for r in pool.map(abs, range(n)):
         total += r
     elapsed = time.perf_counter() - t0
+    gc.collect()
     after = rss_kib()
     assert total == n * (n - 1) // 2
     assert after - before < 4 * 1024, f"RSS grew by {after - before} KiB"
