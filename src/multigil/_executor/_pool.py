@@ -1,22 +1,8 @@
 """The executor: worker threads around one native task queue.
 
-Data flow (compare CPython's Lib/concurrent/futures/process.py)::
-
-  main interpreter                                         worker interpreters
-  ────────────────                                         ───────────────────
-  submit(fn, *args)                                         thread 1 ── Worker.run() ─┐
-    │ future → pending[tid]                                 thread 2 ── Worker.run() ─┤
-    │ _core.submit_task(queue, tid, fn, args)                 ...                     │
-    └──► encoded task ──────────► _core.Queue ─────────────► (each worker takes the  │
-                                  (native, one per pool)      next task it is free for)
-                                                                                      │
-  on_start(tid) ◄── the worker thread attaches to main for a moment ◄─────────────────┤
-    │ pending[tid]: PENDING → RUNNING (False: cancelled, skip it)                     │
-    │                                                           runs fn(*args) ◄──────┤
-  on_done(tid, ok, value) ◄── same thread, result rebuilt in main ◄───────────────────┘
-    │ pending.pop(tid): set_result / set_exception, callbacks run here
-    ▼
-  future.result()
+The data flow is drawn at the top of ``multigil/executor.py``; here, how
+``pending[tid]`` moves: ``submit`` adds the future, ``on_start`` turns it
+RUNNING (or skips a cancelled one), ``on_done`` pops it and completes it.
 
 Each worker is an OS thread that creates its own interpreter (the workers of a
 pool are created in parallel, each under its own GIL), runs the initializer
