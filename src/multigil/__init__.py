@@ -11,6 +11,7 @@ TYPE_CHECKING = False  # typing itself is not imported: see the docstring
 from ._errors import (
     ExecutionFailed,
     InterpreterError,
+    InterpreterImportError,
     InterpreterNotFoundError,
     NotShareableError,
     QueueClosed,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ExecutionFailed",
     "InterpreterError",
+    "InterpreterImportError",
     "InterpreterNotFoundError",
     "NotShareableError",
     "QueueClosed",

@@ -119,3 +119,37 @@ def __getattr__(name: str) -> type:
         globals()["QueueFull"] = QueueFull
         return QueueFull
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class InterpreterImportError(ImportError):
+    """A C extension refused to load in an isolated interpreter.
+
+    Raised by multigil's import guard, in every interpreter multigil creates,
+    when an extension module lacks support for isolated interpreters
+    (single-phase init, or multi-phase init without
+    ``Py_MOD_PER_INTERPRETER_GIL_SUPPORTED``), and when a package fails to
+    import because one of its extensions did. The message says which module,
+    why, who imported it and what to do: run that work in a process
+    (``InterpreterPoolExecutor(fallback="process")``), and ``multigil check``
+    to see which modules work in interpreters. The error of the extension (or
+    of the package that wrapped it) is the ``__cause__``.
+
+    Code that must tell a refusal from any other ``ImportError`` tests
+    ``isinstance(exc, InterpreterImportError)`` on the exception or its chain.
+
+    Attributes
+    ----------
+    name : str or None
+        The extension module that refused, such as
+        ``"numpy._core._multiarray_umath"``.
+    path : str or None
+        Its file.
+    importer : str or None
+        The first module outside the refusing package whose import statement
+        led to it, such as ``"mymodule"``; None if no Python code did.
+    """
+
+    def __init__(self, *args: object, name: str | None = None, path: str | None = None,
+                 importer: str | None = None) -> None:
+        super().__init__(*args, name=name, path=path)
+        self.importer = importer
