@@ -1,9 +1,10 @@
-"""Tests for ``multigil check``: verdicts, crash isolation, JSON, arguments.
+"""Tests for ``multigil check``: verdicts, packages, crash isolation, JSON, arguments.
 
 Most tests call :func:`multigil.__main__.main` in this process; the checks
 themselves still run in child processes, which inherit the environment, so
 the throw-away modules written to ``tmp_path`` reach them through PYTHONPATH.
-One test runs ``python -m multigil check`` end to end.
+Real numpy, PyYAML, msgpack and Pillow (the test extra) are checked as they
+are. Some tests run ``python -m multigil check`` end to end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 import multigil
 from multigil.__main__ import SUBCOMMANDS, main
-from multigil._check import report, runner, targets, worker
+from multigil._check import packages, probe, report, runner, targets, worker
 from multigil._check.result import STATUSES, Result
 
 SRC = str(Path(list(multigil.__path__)[0]).parent)
@@ -28,6 +29,7 @@ SRC = str(Path(list(multigil.__path__)[0]).parent)
 MODULES = {
     "mg_raises": "raise RuntimeError('boom at import')\n",
     "mg_aborts": "import os\nos.abort()\n",
+    "mg_segfaults": "import ctypes\nctypes.string_at(0)\n",
     "mg_exits": "import os\nos._exit(3)\n",
     "mg_sleeps": "import time\ntime.sleep(60)\n",
     "mg_needs_numpy": "import numpy\n",
@@ -87,7 +89,7 @@ def test_refusal_in_text_output_has_hint(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["check", "numpy"]) == 1
     out = capsys.readouterr().out
     assert "refuses" in out and "does not support isolated interpreters" in out
-    assert "main interpreter" in out and "process pool" in out
+    assert "main interpreter" in out and 'InterpreterPoolExecutor(fallback="process")' in out
 
 
 @pytest.mark.timeout(60)
@@ -137,22 +139,26 @@ def test_crash_is_reported_and_the_batch_goes_on(
         modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # One checking process (--jobs 1) for the whole batch: the modules after
     # each crash must still be checked, by a new process.
-    names = ["json", "mg_aborts", "mg_raises", "mg_exits", "mg_prints", "decimal"]
+    names = ["json", "mg_aborts", "mg_raises", "mg_exits", "mg_segfaults", "mg_prints",
+             "decimal"]
     status, data = _check_json(capsys, "--jobs", "1", *names)
     assert status == 1
     found = _by_module(data)
     assert [entry["module"] for entry in data["modules"]] == names
     assert found["json"]["status"] == "ok"
     aborts = found["mg_aborts"]
-    assert aborts["status"] == "crashed"
+    assert aborts["status"] == "crashes"
     assert "SIGABRT" in aborts["reason"]
     exits = found["mg_exits"]
-    assert exits["status"] == "crashed"
+    assert exits["status"] == "crashes"
     assert "exited with status 3" in exits["reason"]
+    segfaults = found["mg_segfaults"]
+    assert segfaults["status"] == "crashes"
+    assert "SIGSEGV" in segfaults["reason"]
     assert found["mg_raises"]["status"] == "error"
     assert found["mg_prints"]["status"] == "ok"  # its output is not the protocol
     assert found["decimal"]["status"] == "ok"
-    assert data["summary"]["crashed"] == 2
+    assert data["summary"]["crashes"] == 3
 
 
 @pytest.mark.timeout(90)
@@ -167,21 +173,186 @@ def test_timeout_kills_only_that_module(
     assert found["json"]["status"] == "ok"
 
 
+# ---------------------------------------------------------------- packages --
+
+PACKAGE = {
+    "mg_pkg/__init__.py": "",
+    "mg_pkg/good.py": "VALUE = 1\n",
+    "mg_pkg/bad.py": "import os\nos.abort()\n",
+    "mg_pkg/uses_numpy.py": "import numpy\n",
+    "mg_pkg/optional.py": "import mg_not_installed_anywhere\n",
+    "mg_pkg/sub/__init__.py": "",
+    "mg_pkg/sub/deep.py": "",
+    # Not what users import: never checked (importing them would do harm).
+    "mg_pkg/__main__.py": "import os\nos._exit(9)\n",
+    "mg_pkg/_private.py": "import os\nos._exit(9)\n",
+    "mg_pkg/tests/__init__.py": "import os\nos._exit(9)\n",
+    "mg_pkg/tests/test_it.py": "import os\nos._exit(9)\n",
+    "mg_pkg/test_things.py": "import os\nos._exit(9)\n",
+    "mg_pkg/_vendor/__init__.py": "import os\nos._exit(9)\n",
+    "mg_okpkg/__init__.py": "",
+    "mg_okpkg/a.py": "",
+    "mg_okpkg/optional.py": "import mg_not_installed_anywhere\n",
+}
+
+
+@pytest.fixture
+def package(modules: Path) -> Path:
+    """Packages mg_pkg (a submodule crashes, one refuses) and mg_okpkg, on PYTHONPATH."""
+    for name, source in PACKAGE.items():
+        (modules / name).parent.mkdir(parents=True, exist_ok=True)
+        (modules / name).write_text(source)
+    return modules
+
+
+@pytest.mark.timeout(180)
+def test_real_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    """PIL imports but PIL.Image refuses; PyYAML's C loader refuses; msgpack
+    carries on without its extension; numpy refuses outright."""
+    status, data = _check_json(capsys, "PIL", "yaml", "msgpack", "numpy")
+    assert status == 1
+    found = _by_module(data)
+
+    pil = found["PIL"]
+    assert pil["status"] == "partial"
+    assert pil["extension"] == "PIL._imaging"
+    parts = {part["module"]: part for part in pil["submodules"]}
+    assert parts["PIL.Image"]["status"] == "refuses"
+    assert parts["PIL.Image"]["extension"] == "PIL._imaging"
+    assert "PIL.Image" in pil["reason"] and "PIL._imaging" in pil["reason"]
+    assert pil["found"] == len(pil["submodules"]) > 20
+    assert not any(name.rpartition(".")[2].startswith("_") for name in parts)
+
+    yaml = found["yaml"]
+    assert yaml["status"] == "partial"
+    parts = {part["module"]: part for part in yaml["submodules"]}
+    assert parts["yaml.cyaml"]["status"] == "refuses"
+    assert parts["yaml.cyaml"]["extension"] == "yaml._yaml"
+    assert {part["status"] for name, part in parts.items() if name != "yaml.cyaml"} == {"ok"}
+    assert "yaml._yaml" in yaml["refused"]
+    assert "yaml.cyaml refuses (C extension yaml._yaml)" in yaml["reason"]
+
+    msgpack = found["msgpack"]
+    assert msgpack["status"] == "ok"
+    assert "msgpack._cmsgpack" in msgpack["refused"] and "carried on" in msgpack["reason"]
+    assert {part["status"] for part in msgpack["submodules"]} == {"ok"}
+
+    numpy = found["numpy"]
+    assert numpy["status"] == "refuses" and numpy["submodules"] == []
+    assert data["summary"]["partial"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_no_submodules_checks_only_the_module(capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "--no-submodules", "yaml", "json")
+    found = _by_module(data)
+    assert found["yaml"]["status"] == "ok" and found["yaml"]["submodules"] == []
+    assert found["yaml"]["found"] is None
+    assert "yaml._yaml refused" in found["yaml"]["reason"]
+    assert status == 0
+
+
+@pytest.mark.timeout(180)
+def test_package_with_crashing_submodule(
+        package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A submodule that kills its checking process is reported ``crashes``; the
+    checker lives on, reports the package ``partial``, and exits normally."""
+    status, data = _check_json(capsys, "mg_pkg", "mg_okpkg")
+    assert status == 1
+    found = _by_module(data)
+    pkg = found["mg_pkg"]
+    parts = {part["module"]: part for part in pkg["submodules"]}
+    # Breadth first, shortest names first; private, test, vendored and
+    # __main__ modules left out (each would kill its checking process).
+    assert list(parts) == ["mg_pkg.bad", "mg_pkg.sub", "mg_pkg.good", "mg_pkg.optional",
+                           "mg_pkg.uses_numpy", "mg_pkg.sub.deep"]
+    assert parts["mg_pkg.bad"]["status"] == "crashes"
+    assert "SIGABRT" in parts["mg_pkg.bad"]["reason"]
+    assert parts["mg_pkg.uses_numpy"]["status"] == "refuses"
+    assert parts["mg_pkg.optional"]["status"] == "error"
+    assert parts["mg_pkg.optional"]["fails_in_main"] is True
+    assert {parts[name]["status"] for name in ("mg_pkg.good", "mg_pkg.sub",
+                                                "mg_pkg.sub.deep")} == {"ok"}
+    assert pkg["status"] == "partial"
+    assert pkg["reason"].startswith("imports, but 2 of its 5 submodules do not: ")
+    assert "mg_pkg.uses_numpy refuses (C extension numpy." in pkg["reason"]
+    assert "mg_pkg.bad crashes" in pkg["reason"]
+    assert "1 more fails in the main interpreter too" in pkg["reason"]
+    # Failing in the main interpreter too is not the interpreters' fault.
+    okpkg = found["mg_okpkg"]
+    assert okpkg["status"] == "ok"
+    assert "its 1 submodule imports too" in okpkg["reason"]
+    assert data["summary"]["crashes"] == 0  # the targets; the crash is a submodule's
+
+
+@pytest.mark.timeout(120)
+def test_max_submodules_cuts_the_walk(package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, data = _check_json(capsys, "--max-submodules", "2", "mg_pkg")
+    pkg = _by_module(data)["mg_pkg"]
+    assert [part["module"] for part in pkg["submodules"]] == ["mg_pkg.bad", "mg_pkg.sub"]
+    assert pkg["found"] == 6
+    assert "(the first 2 of 6 found)" in pkg["reason"]
+    assert status == 1
+
+
+@pytest.mark.timeout(60)
+def test_submodules_walk_reads_directories(package: Path) -> None:
+    names, total = probe.submodules("mg_pkg", [str(package / "mg_pkg")], 100)
+    assert names == ["mg_pkg.bad", "mg_pkg.sub", "mg_pkg.good", "mg_pkg.optional",
+                     "mg_pkg.uses_numpy", "mg_pkg.sub.deep"]
+    assert total == 6
+    assert "mg_pkg" not in sys.modules  # found without importing anything
+
+
+@pytest.mark.timeout(180)
+def test_distributions_table(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("PyYAML\nmsgpack\nnumpy\nPillow\n")
+    args = ["check", "-r", str(requirements), "--max-submodules", "20"]
+    status = main(args)
+    out = capsys.readouterr().out
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0].split() == ["DISTRIBUTION", "VERSION", "STATUS", "MODULES", "REASON"]
+    rows = {line.split()[0].lower(): line.split() for line in lines[1:5]}
+    assert rows["pyyaml"][2:4] == ["partial", "yaml"]
+    assert rows["msgpack"][2:4] == ["ok", "msgpack"]
+    assert rows["numpy"][2:4] == ["refuses", "numpy"]
+    assert rows["pillow"][2:4] == ["partial", "PIL"]
+    assert rows["numpy"][1] == numpy_version()
+    assert "4 distributions: 1 ok, 2 partial, 1 refuses" in out
+
+    assert main([*args, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    dists = {row["name"].lower(): row for row in data["distributions"]}
+    assert dists["pillow"]["status"] == "partial" and dists["pillow"]["modules"] == ["PIL"]
+    assert dists["numpy"]["version"] == numpy_version()
+
+
+
+def numpy_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("numpy")
+
+
 # -------------------------------------------------------------------- JSON --
 
 @pytest.mark.timeout(60)
 def test_json_structure(modules: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, data = _check_json(capsys, "json", "mg_no_such_module", "json")
     assert status == 1
-    assert set(data) >= {"python", "executable", "multigil", "modules", "summary", "ok",
-                         "warnings"}
+    assert set(data) >= {"python", "executable", "multigil", "modules", "distributions",
+                         "summary", "ok", "warnings"}
+    assert data["distributions"] == []  # named modules: no distribution table
     assert data["ok"] is False
     assert data["multigil"] == multigil.__version__
     assert [entry["module"] for entry in data["modules"]] == ["json", "mg_no_such_module"]
     assert list(data["summary"]) == list(STATUSES)
     assert data["summary"]["ok"] == 1 and data["summary"]["missing"] == 1
     fields = {"module", "status", "reason", "extension", "error", "refused", "detail",
-              "seconds", "distributions"}
+              "seconds", "distributions", "fails_in_main", "submodules", "found"}
     for entry in data["modules"]:
         assert set(entry) == fields
         assert entry["status"] in STATUSES
@@ -386,3 +557,84 @@ def test_runner_helpers() -> None:
     assert runner._why(tail) == "Fatal Python error: Aborted"
     assert runner._why("free(): invalid pointer\n") == "free(): invalid pointer"
     assert runner.check_modules([]).results == []
+
+
+@pytest.mark.timeout(10)
+def test_package_verdict() -> None:
+    def part(name: str, status: str, **fields: Any) -> Result:
+        return Result(name, status, "r", **fields)
+
+    ok = packages.verdict(Result("p", "ok", "imports in an isolated interpreter"),
+                          [part("p.a", "ok"), part("p.b", "ok")])
+    assert ok.status == "ok" and ok.reason.endswith("; its 2 submodules import too")
+    mixed = packages.verdict(
+        Result("p", "ok", "imports", found=9),
+        [part("p.core", "refuses", extension="p._c"), part("p.longer", "refuses",
+                                                             extension="p._c"),
+         part("p.x", "timeout"), part("p.y", "error"), part("p.ok", "ok"),
+         part("p.gone", "error", fails_in_main=True)])
+    assert mixed.status == "partial" and mixed.extension == "p._c"
+    assert mixed.reason == (
+        "imports, but 4 of its 5 submodules (the first 6 of 9 found) do not: "
+        "p.core and p.longer refuse (C extension p._c); p.x times out; p.y fails; "
+        "1 more fails in the main interpreter too (a missing optional dependency?), "
+        "not counted")
+    own = Result("p", "refuses", "needs x")
+    assert packages.verdict(own, []) is own and own.status == "refuses"
+    assert packages.names(["a"]) == "a"
+    assert packages.names(["a", "b"]) == "a and b"
+    assert packages.names(["a", "b", "c", "d"]) == "a, b, c and d"
+    assert packages.names(list("abcde")) == "a, b, c and 2 more"
+    # Submodules travel in JSON and back.
+    assert Result.from_dict(mixed.to_dict()) == mixed
+
+
+@pytest.mark.timeout(10)
+def test_by_distribution() -> None:
+    results = [Result("setuptools", "ok", "fine", distributions=["setuptools"]),
+               Result("pkg_resources", "refuses", "needs x", distributions=["setuptools"]),
+               Result("numpy", "refuses", "needs y", distributions=["numpy"]),
+               Result("a", "crashes", "died", distributions=["two"]),
+               Result("b", "refuses", "needs z", distributions=["two"]),
+               Result("loose", "ok", "fine")]
+    rows = report.by_distribution(results, {"numpy": "2.0", "setuptools": None})
+    assert [(r.name, r.version, r.status, r.modules) for r in rows] == [
+        ("numpy", "2.0", "refuses", ["numpy"]),
+        ("setuptools", None, "partial", ["setuptools", "pkg_resources"]),
+        ("two", None, "crashes", ["a", "b"])]
+    assert rows[1].reason == "setuptools: fine; pkg_resources: needs x"
+    table = report.distribution_table(rows, width=200).splitlines()
+    assert table[0].split() == ["DISTRIBUTION", "VERSION", "STATUS", "MODULES", "REASON"]
+    assert table[2].split()[:4] == ["setuptools", "?", "partial", "setuptools,"]
+    assert report.summary(rows, "distribution") == "3 distributions: 1 partial, 1 refuses, 1 crashes"
+
+
+@pytest.mark.timeout(120)
+def test_progress_counts_submodules_as_they_are_found(package: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    outcome = runner.check_modules(["mg_okpkg", "json"], jobs=1,
+                                   progress=lambda r, done, total: seen.append(
+                                       (r.module, done, total)))
+    assert [r.module for r in outcome.results] == ["mg_okpkg", "json"]
+    assert [done for _, done, _ in seen] == list(range(1, len(seen) + 1))
+    totals = [total for _, _, total in seen]
+    assert totals == sorted(totals)
+    # The two named and mg_okpkg's two submodules, found with its result;
+    # json's four come with json's.
+    assert seen[0] == ("mg_okpkg", 1, 4)
+    assert seen[-1][1] == seen[-1][2] == len(seen) == 2 + 2 + 4
+    assert {name for name, _, _ in seen} >= {"mg_okpkg.a", "mg_okpkg.optional", "json.decoder"}
+
+
+@pytest.mark.timeout(10)
+def test_package_none_of_whose_submodules_import_takes_their_status() -> None:
+    namespace = packages.verdict(
+        Result("ns", "ok", "imports in an isolated interpreter"),
+        [Result("ns.a", "refuses", "r", extension="np._c"),
+         Result("ns.b", "refuses", "r", extension="np._c"), Result("ns.c", "crashes", "r")])
+    assert namespace.status == "refuses" and namespace.extension == "np._c"
+    assert namespace.reason == ("imports, but none of its 3 submodules do: ns.a and ns.b "
+                                "refuse (C extension np._c); ns.c crashes")
+    single = packages.verdict(Result("one", "ok", "imports"), [Result("one.x", "crashes", "r")])
+    assert single.status == "crashes"
+    assert single.reason == "imports, but its only submodule does not: one.x crashes"

@@ -17,6 +17,7 @@ from . import targets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .report import Distribution
     from .result import Result
 
 __all__ = ["HELP", "configure", "run"]
@@ -28,15 +29,17 @@ Import each module in a fresh isolated interpreter (own GIL, as multigil's
 interpreters and pools use) and say whether it works there. Most third-party
 C extensions (numpy, pydantic-core, PyO3 and Cython modules, ...) refuse to
 load in isolated interpreters, and so does any module that imports them.
-Every check runs in a child process, so a module that crashes or hangs cannot
-take this one down.
+For a package, the submodules users import are checked too (PIL imports,
+PIL.Image does not). Every check runs in a child process, so a module that
+crashes or hangs cannot take this one down.
 
 statuses:
-  ok       imports in an isolated interpreter
+  ok       imports in an isolated interpreter (a package: so do its submodules)
+  partial  a package that imports, but some of its submodules do not (named)
   refuses  a C extension it needs does not support isolated interpreters
   missing  not importable at all (not installed, or not on sys.path)
   error    its import raises another exception (shown)
-  crashed  its import killed the checking process (signal or exit status shown)
+  crashes  its import kills the process (signal or exit status shown)
   timeout  its import took longer than --timeout
 
 exit status: 0 if every module is ok, 1 if any is not, 2 on a usage error.
@@ -44,7 +47,7 @@ exit status: 0 if every module is ok, 1 if any is not, 2 on a usage error.
 
 EPILOG = """\
 examples:
-  multigil check json numpy mypackage.core
+  multigil check json numpy PIL mypackage.core
   multigil check --installed
   multigil check --requirements requirements.txt --json > check.json
 """
@@ -82,6 +85,16 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _requirements(text: str) -> list[str]:
     # Read at parse time: a wrong path is a usage error (exit 2), found
     # before any checking starts.
@@ -93,6 +106,7 @@ def _requirements(text: str) -> list[str]:
 
 _seconds.__name__ = "seconds"  # what argparse names in its own messages
 _jobs.__name__ = "number"
+_count.__name__ = "number"
 _requirements.__name__ = "requirements file"
 
 
@@ -112,8 +126,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", dest="include_private",
                         help="with --installed or --requirements, also check private "
                              "modules (names starting with '_')")
+    parser.add_argument("--no-submodules", action="store_const", const=0,
+                        dest="submodules", default=targets.DEFAULT_SUBMODULES,
+                        help="check only the modules named, not the submodules of packages")
+    parser.add_argument("--max-submodules", type=_count, dest="submodules", metavar="N",
+                        help="submodules checked per package (default: "
+                             f"{targets.DEFAULT_SUBMODULES})")
     parser.add_argument("--json", action="store_true",
-                        help="print JSON instead of the table")
+                        help="print JSON (every submodule's verdict included) instead of "
+                             "the table")
     parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time allowed per module (default: {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
@@ -155,15 +176,15 @@ def _collect(args: argparse.Namespace) -> tuple[list[targets.Target], list[str]]
     return list(chosen.values()), warnings
 
 
-def _progress(total: int) -> Callable[[Result], None] | None:
-    # A live counter only for people watching a long run.
-    if total < 4 or not sys.stderr.isatty():
+def _progress() -> Callable[[Result, int, int], None] | None:
+    # A live counter only for people watching; the total grows as packages
+    # name their submodules.
+    if not sys.stderr.isatty():
         return None
-    done = 0
 
-    def show(result: Result) -> None:
-        nonlocal done
-        done += 1
+    def show(result: Result, done: int, total: int) -> None:
+        if total < 4:
+            return
         end = "\n" if done == total else ""
         print(f"\r\033[Kchecked {done}/{total}: {result.module}", end=end,
               file=sys.stderr, flush=True)
@@ -183,34 +204,46 @@ def run(args: argparse.Namespace) -> int:
     if not chosen:
         return _usage_error(args, "no modules to check (the requirements name none)")
     outcome = check_modules([t.module for t in chosen], timeout=args.timeout,
-                            jobs=args.jobs, progress=_progress(len(chosen)))
+                            jobs=args.jobs, submodules=args.submodules, progress=_progress())
     for target, result in zip(chosen, outcome.results):
         result.distributions = list(target.distributions)
     warnings += outcome.warnings
     results = outcome.results
+    rows: list[report.Distribution] = []
+    if args.installed or args.requirements:
+        names = {dist for result in results for dist in result.distributions}
+        rows = report.by_distribution(results, targets.versions(names))
     try:
-        _print(results, warnings, as_json=args.json)
+        _print(args, results, rows, warnings)
     except BrokenPipeError:
         # Piped into ``head`` and the like: the reader left, which is fine.
         # Point stdout at /dev/null so that the exit-time flush is quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     for warning in warnings:
-        print(textwrap.fill(f"warning: {warning}", width=88, subsequent_indent="  "),
-              file=sys.stderr)
+        print(textwrap.fill(f"warning: {warning}", width=88, subsequent_indent="  ",
+                            break_on_hyphens=False), file=sys.stderr)
     return report.exit_status(results)
 
 
-def _print(results: list[Result], warnings: list[str], *, as_json: bool) -> None:
-    """The report on stdout: JSON, or the table, summary and hints."""
+def _print(args: argparse.Namespace, results: list[Result], rows: list[Distribution],
+           warnings: list[str]) -> None:
+    """The report on stdout: JSON, or the table, summary and hints.
+
+    With *rows* (``--installed``, ``--requirements``) the table has a row per
+    distribution; else one per module.
+    """
     from . import report
 
-    if as_json:
-        json.dump(report.to_json(results, warnings), sys.stdout, indent=2)
+    if args.json:
+        json.dump(report.to_json(results, warnings, rows), sys.stdout, indent=2)
         print()
     else:
-        print(report.table(results))
+        print(report.distribution_table(rows) if rows else report.table(results))
         print()
+        if rows:
+            print(report.summary(rows, "distribution"))
         print(report.summary(results))
         for hint in report.hints(results):
-            print(textwrap.fill(hint, width=88, subsequent_indent="      "))
+            print(textwrap.fill(hint, width=88, subsequent_indent="      ",
+                                break_on_hyphens=False))
     sys.stdout.flush()  # a closed pipe raises here, inside run()'s handler

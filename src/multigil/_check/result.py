@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["STATUSES", "Result"]
 
 #: Every status, in the order the summary lists them.
-STATUSES = ("ok", "refuses", "missing", "error", "crashed", "timeout")
+STATUSES = ("ok", "partial", "refuses", "missing", "error", "crashes", "timeout")
 
 
 @dataclass
@@ -20,11 +20,12 @@ class Result:
     module : str
         The module's dotted name.
     status : str
-        One of :data:`STATUSES`.
+        One of :data:`STATUSES`. ``partial``: a package that imports, with
+        submodules that do not.
     reason : str
         One line for people.
     extension : str or None
-        For ``refuses``: the C extension that refused, when known.
+        For ``refuses`` (and ``partial``): the C extension that refused, when known.
     error : str or None
         For ``missing`` and ``error``: ``"Type: message"`` of the exception.
     refused : list of str
@@ -33,11 +34,20 @@ class Result:
         usually slower).
     detail : str or None
         The traceback (``error``), or the end of the checking process's
-        standard error (``crashed``, ``timeout``).
+        standard error (``crashes``, ``timeout``).
     seconds : float or None
         How long the check of this module took.
     distributions : list of str
         The installed distributions providing the module's top-level package.
+    fails_in_main : bool
+        For ``missing`` and ``error``: the import fails in the main
+        interpreter too, so interpreters are not to blame.
+    submodules : list of Result
+        For a package: the verdict on each submodule checked.
+    found : int or None
+        For a package: how many submodules users import were found (more than
+        ``len(submodules)`` when the walk was cut short); None for a module
+        whose submodules were not looked for.
     """
 
     module: str
@@ -49,6 +59,9 @@ class Result:
     detail: str | None = None
     seconds: float | None = None
     distributions: list[str] = field(default_factory=list)
+    fails_in_main: bool = False
+    submodules: list[Result] = field(default_factory=list)
+    found: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -67,4 +80,6 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> Result:
         """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
         known = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in data.items() if key in known})
+        fields = {key: value for key, value in data.items() if key in known}
+        fields["submodules"] = [cls.from_dict(part) for part in fields.get("submodules", [])]
+        return cls(**fields)

@@ -5,9 +5,13 @@ imports it into a sub-interpreter, and any module may call ``os._exit`` or
 hang at import time. So every check runs in a child process
 (:mod:`.worker`), several modules per child for speed, a few children at a
 time. The child announces each module before it starts on it; when a child
-dies, the module it was on is reported ``crashed`` (with the signal or exit
+dies, the module it was on is reported ``crashes`` (with the signal or exit
 status), and the rest of its batch goes to a new child. A module that takes
 longer than the timeout is reported ``timeout`` and its child is killed.
+
+A package that imports names its submodules in its result; they join the
+queue, are checked by the same children, and make up the package's verdict
+(:mod:`.packages`).
 """
 
 from __future__ import annotations
@@ -28,14 +32,20 @@ from typing import IO, Any
 
 import multigil
 
+from . import packages
 from .result import Result
+from .targets import DEFAULT_SUBMODULES
 
-__all__ = ["check_modules", "Outcome", "default_jobs"]
+__all__ = ["check_modules", "Outcome", "default_jobs", "Progress"]
 
 # How long a fresh child may take to start (import multigil) on top of the
 # timeout of its first module: a loaded CI machine can be slow.
 STARTUP_GRACE = 30.0
 MAX_BATCH = 16
+
+#: Told of each result as it arrives, with how many are done and how many
+#: there are so far (the total grows as packages name their submodules).
+Progress = Callable[[Result, int, int], None]
 _STDERR_TAIL = 4096
 
 # The child: the directory holding multigil goes at the *end* of sys.path, so
@@ -101,9 +111,13 @@ def _why(tail: str) -> str:
 
 
 class _Runner:
-    def __init__(self, names: Sequence[str], timeout: float, jobs: int, batch: int,
-                 progress: Callable[[Result], None] | None) -> None:
+    def __init__(self, names: Sequence[str], timeout: float, jobs: int, batch: int | None,
+                 walk: int, progress: Progress | None) -> None:
         self.pending = collections.deque(names)
+        self.known = set(names)  # every module queued so far
+        self.targets = set(names) if walk > 0 else set()
+        self.walk = walk
+        self.parts: dict[str, list[str]] = {}  # package -> the submodules it named
         self.timeout = timeout
         self.jobs = jobs
         self.batch = batch
@@ -118,13 +132,16 @@ class _Runner:
 
     # -- children ----------------------------------------------------------
     def _spawn(self) -> None:
+        # Spread what is queued now over the jobs (packages may add more later).
+        size = self.batch or min(MAX_BATCH, math.ceil(len(self.pending) / self.jobs))
         todo = collections.deque(self.pending.popleft()
-                                 for _ in range(min(self.batch, len(self.pending))))
+                                 for _ in range(min(max(1, size), len(self.pending))))
+        items = [f"+{name}" if name in self.targets else name for name in todo]
         read_fd, write_fd = os.pipe()
         stderr = tempfile.TemporaryFile()
         try:
             proc = subprocess.Popen(
-                [*self.command, str(write_fd), *todo],
+                [*self.command, str(write_fd), str(self.walk), *items],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # what imported modules print
                 stderr=stderr,
@@ -177,7 +194,7 @@ class _Runner:
                                  f"still importing after {self.timeout:g} s (process killed)",
                                  detail=tail or None, seconds=seconds))
             else:
-                self._add(Result(child.current, "crashed",
+                self._add(Result(child.current, "crashes",
                                  f"the process {_death(returncode)} while importing it{suffix}",
                                  detail=tail or None, seconds=seconds))
         elif not child.checked and child.todo:
@@ -204,7 +221,14 @@ class _Runner:
     def _add(self, result: Result) -> None:
         self.results[result.module] = result
         if self.progress is not None:
-            self.progress(result)
+            self.progress(result, len(self.results), len(self.known))
+
+    def _expand(self, package: str, parts: list[str]) -> None:
+        """Queue the submodules *package* named (each once, whoever named it)."""
+        self.parts[package] = parts
+        new = [name for name in parts if name not in self.known]
+        self.known.update(new)
+        self.pending.extend(new)
 
     # -- events ------------------------------------------------------------
     def _event(self, child: _Child, event: dict[str, Any]) -> None:
@@ -217,7 +241,10 @@ class _Runner:
                 child.todo.popleft()
             child.deadline = now + self.timeout
         elif kind == "result":
+            parts = event.pop("walk", None)
             result = Result.from_dict(event)
+            if parts and result.module in self.targets:
+                self._expand(result.module, [str(name) for name in parts])
             child.current = None
             child.checked.append(result.module)
             # Time to start the next one, or to exit.
@@ -274,7 +301,8 @@ def check_modules(
     timeout: float = 60.0,
     jobs: int | None = None,
     batch: int | None = None,
-    progress: Callable[[Result], None] | None = None,
+    submodules: int = DEFAULT_SUBMODULES,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Check each module in a fresh isolated interpreter, in child processes.
 
@@ -289,8 +317,13 @@ def check_modules(
         How many checking processes run at a time (default: :func:`default_jobs`).
     batch : int, optional
         Modules per process (default: up to 16, spread over the jobs).
+    submodules : int
+        For each of *names* that is a package and imports, check up to this
+        many of its submodules too, and give the package their verdict
+        (:func:`.packages.verdict`); 0: only the modules named.
     progress : callable, optional
-        Called with each :class:`Result` as it arrives.
+        Called as ``progress(result, done, total)`` as each result arrives,
+        submodules' included.
 
     Returns
     -------
@@ -301,8 +334,12 @@ def check_modules(
     if not unique:
         return Outcome([])
     jobs = max(1, jobs or default_jobs())
-    if batch is None:
-        batch = max(1, min(MAX_BATCH, math.ceil(len(unique) / jobs)))
-    runner = _Runner(unique, timeout, jobs, max(1, batch), progress)
+    runner = _Runner(unique, timeout, jobs, batch and max(1, batch), max(0, submodules),
+                     progress)
     runner.run()
-    return Outcome([runner.results[name] for name in unique], runner.warnings)
+    results = [runner.results[name] for name in unique]
+    for result in results:
+        parts = runner.parts.get(result.module)
+        if parts:
+            packages.verdict(result, [runner.results[name] for name in parts])
+    return Outcome(results, runner.warnings)

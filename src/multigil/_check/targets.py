@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_SUBMODULES",
     "Target",
     "is_module_name",
     "installed_modules",
     "modules_of_distributions",
     "parse_requirements",
     "distributions_of",
+    "versions",
 ]
+
+#: How many submodules of each package named are checked too, by default.
+DEFAULT_SUBMODULES = 200
 
 # A requirement's name (PEP 508): letters, digits, and . _ - inside.
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
@@ -74,6 +79,19 @@ def distributions_of(modules: Iterable[str]) -> dict[str, list[str]]:
     """For each module, the installed distributions providing its top-level package."""
     table = _top_level()
     return {name: sorted(set(table.get(name.partition(".")[0], []))) for name in modules}
+
+
+def versions(distributions: Iterable[str]) -> dict[str, str | None]:
+    """The installed version of each distribution (None if it is not installed)."""
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for distribution in distributions:
+        try:
+            found[distribution] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            found[distribution] = None
+    return found
 
 
 def modules_of_distributions(

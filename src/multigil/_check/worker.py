@@ -1,14 +1,18 @@
 """The checking process: imports each module in its own fresh interpreter.
 
-Started by :mod:`.runner` as ``python -c ... FD MODULE [MODULE ...]``. For
-each module it writes two JSON lines to file descriptor FD (not to stdout,
-which the modules it imports may write to)::
+Started by :mod:`.runner` as ``python -c ... FD WALK MODULE [MODULE ...]``.
+For each module it writes two JSON lines to file descriptor FD (not to
+stdout, which the modules it imports may write to)::
 
     {"event": "start", "module": "numpy"}
     {"event": "result", "module": "numpy", "status": "refuses", ...}
 
 and ``{"event": "done"}`` at the end. If a module takes the process down, the
 runner knows which one from the last ``start`` without a ``result``.
+
+A module given as ``+NAME`` is a target whose submodules are wanted too: if it
+is a package that imports, its result carries ``"walk"``, the names of up to
+WALK of its submodules (:func:`~.probe.submodules`), for the runner to check.
 
 Each module gets a new isolated interpreter, closed after its check, so that
 one module's imports never help or hinder another's. When the import fails
@@ -26,7 +30,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from .probe import is_refusal, try_import
+from .probe import try_import
 from .result import Result
 
 __all__ = ["check", "classify", "main"]
@@ -66,8 +70,7 @@ def classify(name: str, isolated: Attempt, in_main: Callable[[], Attempt]) -> Re
         Returns the outcome in the main interpreter; called only when the
         isolated import failed for a reason other than a refusal.
     """
-    refused = [extension for extension, message in isolated.get("refused", [])
-               if is_refusal(message)]
+    refused = [extension for extension, _ in isolated.get("refused", [])]
     if isolated["ok"]:
         shown = [ext for ext in refused if _third_party(ext)]
         reason = "imports in an isolated interpreter"
@@ -97,9 +100,11 @@ def classify(name: str, isolated: Attempt, in_main: Callable[[], Attempt]) -> Re
     if not main["ok"]:
         main_error = _error_text(main)
         if _is_missing(name, main):
-            return Result(name, "missing", f"not found ({main.get('message')})", error=main_error)
+            return Result(name, "missing", f"not found ({main.get('message')})", error=main_error,
+                          fails_in_main=True)
         return Result(name, "error", f"{main_error} (fails in the main interpreter too)",
-                      error=main_error, refused=refused, detail=main.get("traceback"))
+                      error=main_error, refused=refused, detail=main.get("traceback"),
+                      fails_in_main=True)
     if refused:
         # The package swallowed the refusal and failed later, differently.
         reason = (f"fails after C extension {refused[0]} refused isolated interpreters: "
@@ -127,12 +132,17 @@ def _call_failure(exc: BaseException) -> Attempt:
 _stuck = False
 
 
-def check(name: str) -> Result:
-    """Check one module: import it in a new isolated interpreter, then close that."""
+def check(name: str, walk: int = 0) -> tuple[Result, list[str]]:
+    """Check one module: import it in a new isolated interpreter, then close that.
+
+    Returns the verdict and, with *walk*, up to that many names of the
+    package's submodules (empty for a module, or one that does not import).
+    """
     global _stuck
     from multigil import interpreters
 
     start = time.perf_counter()
+    parts: list[str] = []
     try:
         interp = interpreters.create()
     except Exception as exc:
@@ -141,7 +151,7 @@ def check(name: str) -> Result:
     else:
         try:
             try:
-                isolated = interp.call(try_import, name)
+                isolated = interp.call(try_import, name, walk)
             except Exception as exc:
                 isolated = _call_failure(exc)
         finally:
@@ -150,8 +160,11 @@ def check(name: str) -> Result:
             except interpreters.InterpreterError:
                 _stuck = True
         result = classify(name, isolated, lambda: try_import(name))
+        if result.ok and "submodules" in isolated:
+            parts = list(isolated["submodules"])
+            result.found = int(isolated["total"])
     result.seconds = round(time.perf_counter() - start, 4)
-    return result
+    return result, parts
 
 
 def _emit(stream: IO[str], event: str, **fields: Any) -> None:
@@ -160,15 +173,18 @@ def _emit(stream: IO[str], event: str, **fields: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Check each module named in *argv* (after the descriptor) and report on it."""
+    """Check each module named in *argv* (after the descriptor and WALK) and report on it."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print("usage: worker FD MODULE [MODULE ...]", file=sys.stderr)
+    if len(args) < 2:
+        print("usage: worker FD WALK MODULE [MODULE ...]", file=sys.stderr)
         return 2
     stream = os.fdopen(int(args[0]), "w", encoding="utf-8", closefd=True)
-    for name in args[1:]:
+    limit = int(args[1])
+    for item in args[2:]:
+        name = item.removeprefix("+")
         _emit(stream, "start", module=name)
-        _emit(stream, "result", **check(name).to_dict())
+        result, parts = check(name, limit if item.startswith("+") else 0)
+        _emit(stream, "result", **result.to_dict(), walk=parts)
     _emit(stream, "done")
     stream.close()
     if _stuck:
