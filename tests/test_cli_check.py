@@ -21,7 +21,7 @@ import pytest
 
 import multigil
 from multigil.__main__ import SUBCOMMANDS, main
-from multigil._check import packages, probe, report, runner, targets, worker
+from multigil._check import markdown, packages, probe, report, runner, targets, worker
 from multigil._check.result import STATUSES, Result
 
 SRC = str(Path(list(multigil.__path__)[0]).parent)
@@ -305,7 +305,7 @@ def test_submodules_walk_reads_directories(package: Path) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_distributions_table(tmp_path: Path,
+def test_distributions_table_and_markdown(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("PyYAML\nmsgpack\nnumpy\nPillow\n")
@@ -329,6 +329,16 @@ def test_distributions_table(tmp_path: Path,
     assert dists["pillow"]["status"] == "partial" and dists["pillow"]["modules"] == ["PIL"]
     assert dists["numpy"]["version"] == numpy_version()
 
+    assert main([*args, "--markdown"]) == 1
+    page = capsys.readouterr().out
+    assert page.startswith("# What works in isolated interpreters today\n")
+    assert "| distribution | version | status | modules | what happens |" in page
+    assert f"| numpy | {numpy_version()} | **refuses** | `numpy` |" in page
+    assert "### PIL" in page and "`PIL.Image`" in page
+    for name in ("Py_mod_multiple_interpreters", "Py_MOD_PER_INTERPRETER_GIL_SUPPORTED",
+                 "subinterpreters_compatible=own_gil",
+                 "py::multiple_interpreters::per_interpreter_gil()", "PyO3"):
+        assert name in page
 
 
 def numpy_version() -> str:
@@ -607,6 +617,9 @@ def test_by_distribution() -> None:
     assert table[0].split() == ["DISTRIBUTION", "VERSION", "STATUS", "MODULES", "REASON"]
     assert table[2].split()[:4] == ["setuptools", "?", "partial", "setuptools,"]
     assert report.summary(rows, "distribution") == "3 distributions: 1 partial, 1 refuses, 1 crashes"
+    page = markdown.page(results, rows)
+    assert "| two | ? | **crashes** | `a`, `b` | a: died; b: needs z |" in page
+    assert "**crashes**: its import kills the process" in page
 
 
 @pytest.mark.timeout(120)

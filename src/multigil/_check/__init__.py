@@ -17,7 +17,9 @@ The parts, each small:
 :mod:`.packages`
     a package's verdict from its submodules' (``partial``);
 :mod:`.report`
-    the tables (per module, per distribution), the summary and the JSON.
+    the tables (per module, per distribution), the summary and the JSON;
+:mod:`.markdown`
+    the same as a Markdown page, with advice for library authors.
 
 Nothing is imported here: ``multigil --help`` imports :mod:`.cli`, and every
 checking interpreter imports :mod:`.probe`, through this package.

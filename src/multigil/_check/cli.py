@@ -50,6 +50,7 @@ examples:
   multigil check json numpy PIL mypackage.core
   multigil check --installed
   multigil check --requirements requirements.txt --json > check.json
+  multigil check --installed --markdown > compatibility.md
 """
 
 DEFAULT_TIMEOUT = 60.0
@@ -132,9 +133,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-submodules", type=_count, dest="submodules", metavar="N",
                         help="submodules checked per package (default: "
                              f"{targets.DEFAULT_SUBMODULES})")
-    parser.add_argument("--json", action="store_true",
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
                         help="print JSON (every submodule's verdict included) instead of "
                              "the table")
+    output.add_argument("--markdown", action="store_true",
+                        help="print a Markdown page: the table, the details, and what "
+                             "library authors can change")
     parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time allowed per module (default: {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
@@ -227,16 +232,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(args: argparse.Namespace, results: list[Result], rows: list[Distribution],
            warnings: list[str]) -> None:
-    """The report on stdout: JSON, or the table, summary and hints.
+    """The report on stdout: JSON, Markdown, or the table, summary and hints.
 
     With *rows* (``--installed``, ``--requirements``) the table has a row per
     distribution; else one per module.
     """
-    from . import report
+    from . import markdown, report
 
     if args.json:
         json.dump(report.to_json(results, warnings, rows), sys.stdout, indent=2)
         print()
+    elif args.markdown:
+        print(markdown.page(results, rows, warnings), end="")
     else:
         print(report.distribution_table(rows) if rows else report.table(results))
         print()
