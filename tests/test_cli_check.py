@@ -471,6 +471,26 @@ def test_python_m_multigil_check_end_to_end() -> None:
     assert "numpy" in done.stdout and "refuses" in done.stdout
 
 
+@pytest.mark.timeout(180)
+def test_crashes_end_to_end(package: Path) -> None:
+    """Run as a user runs it: modules and a submodule that kill their checking
+    process are reported ``crashes``, and the checker itself exits normally."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-m", "multigil", "check", "--json", "mg_aborts",
+                           "mg_segfaults", "mg_pkg", "json"],
+                          capture_output=True, text=True, env=env, timeout=150,
+                          stdin=subprocess.DEVNULL, cwd=package)
+    assert done.returncode == 1, done.stderr
+    found = _by_module(json.loads(done.stdout))
+    assert found["mg_aborts"]["status"] == "crashes"
+    assert found["mg_segfaults"]["status"] == "crashes"
+    bad = {part["module"]: part for part in found["mg_pkg"]["submodules"]}["mg_pkg.bad"]
+    assert bad["status"] == "crashes" and "SIGABRT" in bad["reason"]
+    assert found["mg_pkg"]["status"] == "partial"
+    assert found["json"]["status"] == "ok"
+
+
 # ------------------------------------------------------------- the pieces --
 
 def _outcome(ok: bool, **fields: Any) -> dict[str, Any]:
