@@ -127,20 +127,26 @@ def test_numpy_through_a_user_module(tmp_path: Path) -> None:
     assert "Fatal Python error" not in proc.stderr
 
 
-@pytest.mark.timeout(120)
-def test_extension_imported_directly(tmp_path: Path) -> None:
-    """Imported by name, the extension's own error is the cause."""
-    proc = run_script(tmp_path, """
+def describe_in_interpreter(folder: Path, *modules: str, **files: str) -> list[Any]:
+    """What importing each of *modules* in a fresh interpreter raises (DESCRIBE)."""
+    proc = run_script(folder, f"""
         import json
         from multigil import interpreters
         import describe
 
         with interpreters.create() as interp:
-            print(json.dumps([interp.call(describe.describe, "loader"),
-                              interp.call(describe.describe, "yaml._yaml")]))
-        """, describe=DESCRIBE, loader="import msgpack._cmsgpack\n")
+            print(json.dumps([interp.call(describe.describe, name) for name in {modules!r}]))
+        """, describe=DESCRIBE, **files)
     assert proc.returncode == 0, proc.stderr
-    via_module, direct = json.loads(proc.stdout)
+    result: list[Any] = json.loads(proc.stdout)
+    return result
+
+
+@pytest.mark.timeout(120)
+def test_extension_imported_directly(tmp_path: Path) -> None:
+    """Imported by name, the extension's own error is the cause."""
+    via_module, direct = describe_in_interpreter(tmp_path, "loader", "yaml._yaml",
+                                                 loader="import msgpack._cmsgpack\n")
     assert via_module["name"] == "msgpack._cmsgpack" and via_module["importer"] == "loader"
     assert via_module["message"].startswith(
         "msgpack._cmsgpack cannot be imported in an isolated interpreter: it is a C extension "
@@ -157,17 +163,9 @@ def test_extension_imported_directly(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_other_import_errors_pass_unchanged(tmp_path: Path) -> None:
-    proc = run_script(tmp_path, """
-        import json
-        from multigil import interpreters
-        import describe
-
-        with interpreters.create() as interp:
-            print(json.dumps([interp.call(describe.describe, "broken"),
-                              interp.call(describe.describe, "mg_no_such_module")]))
-        """, describe=DESCRIBE, broken="raise ImportError('broken on purpose', name='broken')\n")
-    assert proc.returncode == 0, proc.stderr
-    broken, missing = json.loads(proc.stdout)
+    broken, missing = describe_in_interpreter(
+        tmp_path, "broken", "mg_no_such_module",
+        broken="raise ImportError('broken on purpose', name='broken')\n")
     for outcome in (broken, missing):
         assert not outcome["marked"]
     assert broken["type"] == "builtins.ImportError" and broken["message"] == "broken on purpose"

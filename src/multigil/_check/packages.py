@@ -6,9 +6,9 @@ imports is ``ok`` only if every submodule checked imports too; otherwise it is
 ``partial``, with the submodules that fail named, or, when none of them
 imports (a namespace such as ``mpl_toolkits``), it takes their most common
 status (``refuses``): importing the package alone is of no use. A submodule
-that fails in the
-main interpreter as well (an optional dependency that is not installed, such
-as ``PIL.ImageQt`` without Qt) is not the interpreters' doing and is not counted.
+that fails in the main interpreter as well (an optional dependency that is
+not installed, such as ``PIL.ImageQt`` without Qt) is not the interpreters'
+doing and is not counted.
 """
 
 from __future__ import annotations

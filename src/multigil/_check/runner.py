@@ -42,11 +42,11 @@ __all__ = ["check_modules", "Outcome", "default_jobs", "Progress"]
 # timeout of its first module: a loaded CI machine can be slow.
 STARTUP_GRACE = 30.0
 MAX_BATCH = 16
+_STDERR_TAIL = 4096
 
 #: Told of each result as it arrives, with how many are done and how many
 #: there are so far (the total grows as packages name their submodules).
 Progress = Callable[[Result, int, int], None]
-_STDERR_TAIL = 4096
 
 # The child: the directory holding multigil goes at the *end* of sys.path, so
 # that the multigil the parent runs is found without putting a site-packages
