@@ -29,7 +29,8 @@ SRC = str(Path(list(multigil.__path__)[0]).parent)
 MODULES = {
     "mg_raises": "raise RuntimeError('boom at import')\n",
     "mg_aborts": "import os\nos.abort()\n",
-    "mg_segfaults": "import ctypes\nctypes.string_at(0)\n",
+    # ctypes would refuse on 3.12 (_ctypes is single-phase there): the signal itself.
+    "mg_segfaults": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",
     "mg_exits": "import os\nos._exit(3)\n",
     "mg_sleeps": "import time\ntime.sleep(60)\n",
     "mg_needs_numpy": "import numpy\n",
