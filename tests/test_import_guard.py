@@ -173,16 +173,29 @@ def test_other_import_errors_pass_unchanged(tmp_path: Path) -> None:
     assert missing["message"] == "No module named 'mg_no_such_module'"
 
 
+# Standard-library extension modules that load in isolated interpreters; which
+# of them are files (not built in) depends on how the Python was built.
+EXTENSIONS = ("array", "_json", "_csv", "cmath", "_bisect", "_heapq", "_random", "binascii",
+              "_struct", "select", "_statistics", "zlib", "math", "mmap", "termios", "resource",
+              "_bz2", "_lzma", "_uuid", "_zoneinfo")
+
+
 @pytest.mark.timeout(120)
 def test_modules_keep_their_own_loaders(tmp_path: Path) -> None:
     """The guard stands in for a loader only while the module is created."""
-    proc = run_script(tmp_path, """
+    proc = run_script(tmp_path, f"""
+        import importlib.machinery as m, importlib.util, sys
         from multigil import interpreters
+        extension = next(name for name in {EXTENSIONS!r} if name not in sys.modules
+                         and isinstance(importlib.util.find_spec(name).loader,
+                                        m.ExtensionFileLoader))
         with interpreters.create() as interp:
+            interp.prepare_main(extension=extension)
             interp.exec('''
-        import importlib.machinery as m
-        import mytop, array, json.decoder
-        for mod, kind in ((mytop, m.SourceFileLoader), (array, m.ExtensionFileLoader),
+        import importlib, importlib.machinery as m
+        import mytop, json.decoder
+        ext = importlib.import_module(extension)
+        for mod, kind in ((mytop, m.SourceFileLoader), (ext, m.ExtensionFileLoader),
                           (json.decoder, m.SourceFileLoader)):
             assert type(mod.__loader__) is kind, (mod, mod.__loader__)
             assert mod.__spec__.loader is mod.__loader__, mod
