@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-__all__ = ["run_batch", "timed_call", "timed_plan", "evaluate",
+__all__ = ["run_batch", "map_args", "map_values", "timed_call", "timed_plan", "evaluate",
            "CONST", "REF", "CALL", "LIST", "TUPLE", "SET", "DICT", "GRAPH", "NODE"]
 
 CONST, REF, CALL, LIST, TUPLE, SET, DICT, GRAPH, NODE = range(9)
@@ -42,6 +42,17 @@ CONST, REF, CALL, LIST, TUPLE, SET, DICT, GRAPH, NODE = range(9)
 def run_batch(items: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
     """The results of ``func(*args, **kwargs)`` for each item, in order."""
     return [func(*args, **kwargs) for func, args, kwargs in items]
+
+
+def map_args(func: Callable[..., Any], arglist: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """``[func(*args) for args in arglist]``: a batch of calls of one
+    function without keyword arguments, sent without repeating it."""
+    return [func(*args) for args in arglist]
+
+
+def map_values(func: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    """``[func(value) for value in values]``: the same, one argument each."""
+    return [func(value) for value in values]
 
 
 def timed_call(func: Callable[..., Any], args: tuple[Any, ...],
