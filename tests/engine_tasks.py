@@ -61,3 +61,25 @@ def live_interpreters() -> int:
     from multigil import interpreters
 
     return len(interpreters.list_all())
+
+
+def main_value(name: str) -> Any:
+    """The value bound to `name` in the interpreter's __main__."""
+    import __main__
+
+    return getattr(__main__, name)
+
+
+def call_joblib(n: int) -> list[int]:
+    """A nested Parallel, called inside an interpreter."""
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=2)(delayed(square)(i) for i in range(n))  # type: ignore[no-any-return]
+
+
+def inner_parallel(n: int) -> list[int]:
+    """Parallel with the multigil backend, called in a thread of the main interpreter."""
+    import multigil.joblib  # noqa: F401
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=2, backend="multigil")(delayed(square)(i) for i in range(n))  # type: ignore[no-any-return]
