@@ -27,16 +27,31 @@ A plan is a tree of tuples whose first item says what to do:
 from __future__ import annotations
 
 import time
+from functools import partial
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-__all__ = ["run_batch", "map_args", "map_values", "timed_call", "timed_plan", "evaluate",
+__all__ = ["task_function", "run_batch", "map_calls", "map_values", "timed_call", "timed_plan", "evaluate",
            "CONST", "REF", "CALL", "LIST", "TUPLE", "SET", "DICT", "GRAPH", "NODE"]
 
 CONST, REF, CALL, LIST, TUPLE, SET, DICT, GRAPH, NODE = range(9)
+
+
+def task_function(runner: Callable[..., Any], work: Any) -> Callable[..., Any]:
+    """``runner`` bound to the user's ``work`` (a function, a batch, a plan),
+    as the one callable an executor sends.
+
+    Whatever holds the user's functions is the task's *function*, not an
+    argument: if it cannot be rebuilt in the interpreter (a module that
+    imports a C extension refusing interpreters), the pool reports that as
+    the task's failure at once -- or, with a fallback, runs it elsewhere --
+    exactly as for a function given to ``pool.submit`` itself.  The data
+    stays in the arguments, which cross natively.
+    """
+    return partial(runner, work)
 
 
 def run_batch(items: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
@@ -44,10 +59,14 @@ def run_batch(items: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[st
     return [func(*args, **kwargs) for func, args, kwargs in items]
 
 
-def map_args(func: Callable[..., Any], arglist: Iterable[tuple[Any, ...]]) -> list[Any]:
-    """``[func(*args) for args in arglist]``: a batch of calls of one
-    function without keyword arguments, sent without repeating it."""
-    return [func(*args) for args in arglist]
+def map_calls(func: Callable[..., Any], arglist: Iterable[tuple[Any, ...]],
+              kwlist: Iterable[dict[str, Any]] | None = None) -> list[Any]:
+    """``[func(*args, **kwargs) ...]`` for the pairs of ``arglist`` and
+    ``kwlist`` (None: no keyword arguments): a batch of calls of one
+    function, which is sent once."""
+    if kwlist is None:
+        return [func(*args) for args in arglist]
+    return [func(*args, **kwargs) for args, kwargs in zip(arglist, kwlist, strict=True)]
 
 
 def map_values(func: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:

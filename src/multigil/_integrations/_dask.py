@@ -103,10 +103,14 @@ class InterpreterTaskExecutor(cf.Executor):
             if form == "local":
                 outer.set_result(run_task(node, data, delay))
                 return outer
+            # The task's own functions travel as the function the pool
+            # calls, its data as arguments (see _calls.task_function).
             if form == "call":
-                inner = self._pool.submit(_calls.timed_call, *what)
+                func, args, kwargs = what
+                inner = self._pool.submit(_calls.task_function(_calls.timed_call, func), args, kwargs)
             else:
-                inner = self._pool.submit(_calls.timed_plan, *what)
+                plan, env = what
+                inner = self._pool.submit(_calls.task_function(_calls.timed_plan, plan), env)
         except BaseException as exc:  # shut down, broken pool: Dask reports it
             outer.set_exception(exc)
             return outer

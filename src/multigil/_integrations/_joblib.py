@@ -96,19 +96,19 @@ pools = _Pools()
 
 def _compact(items: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
              ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-    """What to run in the interpreter for a batch's ``(func, args, kwargs)``
-    items.  A batch usually calls one function with positional arguments:
-    it is then sent once with the arguments alone, which crosses several
-    times faster than the items (a function and a dict each)."""
+    """What the pool runs for a batch's ``(func, args, kwargs)`` items, as
+    ``(callable, args)``.  A batch usually calls one function with
+    positional arguments: the function is then sent once and the arguments
+    alone, which cross several times faster than the items."""
     func = items[0][0]
-    for f, _, kwargs in items:
-        if f is not func or kwargs:
-            return _calls.run_batch, (items,)
-    arglist = [args for _, args, _ in items]
-    for args in arglist:
-        if len(args) != 1:
-            return _calls.map_args, (func, arglist)
-    return _calls.map_values, (func, [args[0] for args in arglist])
+    if any(f is not func for f, _, _ in items):
+        return _calls.task_function(_calls.run_batch, items), ()
+    calls = _calls.task_function(_calls.map_calls, func)
+    if any(kwargs for _, _, kwargs in items):
+        return calls, ([args for _, args, _ in items], [kwargs for _, _, kwargs in items])
+    if any(len(args) != 1 for _, args, _ in items):
+        return calls, ([args for _, args, _ in items],)
+    return _calls.task_function(_calls.map_values, func), ([args[0] for _, args, _ in items],)
 
 
 class InterpreterBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
