@@ -135,9 +135,9 @@ def test_nested_parallel_in_threads():
 
 
 def test_parallel_inside_an_interpreter_is_an_import_error():
-    # joblib itself does not import in an isolated interpreter (faulthandler,
-    # a built-in module, refuses): nest the other way round (above).
-    with pytest.raises(ImportError, match="faulthandler"):
+    # joblib itself does not import in an isolated interpreter (faulthandler
+    # refuses; on 3.12 ctypes first): nest the other way round (above).
+    with pytest.raises(ImportError, match="subinterpreters|isolated interpreter"):
         run(2, [delayed(tasks.call_joblib)(3), delayed(tasks.call_joblib)(3)])
 
 
@@ -162,6 +162,16 @@ def test_pool_options_reach_the_executor():
     with parallel_config(backend="multigil", max_tasks_per_worker="x"):
         with pytest.raises(TypeError, match="max_tasks_per_worker"):
             Parallel(n_jobs=2)(delayed(tasks.square)(i) for i in range(2))
+
+
+def test_function_whose_module_refuses_interpreters_fails_cleanly():
+    # Its module imports numpy: the batch fails with the import guard's
+    # ImportError (it does not hang), and the pool goes on.
+    import numpy_user
+
+    with pytest.raises(ImportError, match="numpy"):
+        run(2, (delayed(numpy_user.total)([i, 1]) for i in range(4)))
+    assert run(2, (delayed(tasks.square)(i) for i in range(4))) == [0, 1, 4, 9]
 
 
 def test_argument_that_cannot_cross():
