@@ -13,6 +13,7 @@ The pools stay warm between ``Parallel`` calls, as loky's workers do: one per
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -100,15 +101,20 @@ def _compact(items: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, An
     ``(callable, args)``.  A batch usually calls one function with
     positional arguments: the function is then sent once and the arguments
     alone, which cross several times faster than the items."""
-    func = items[0][0]
-    if any(f is not func for f, _, _ in items):
+    # Built-in loops only: this runs, under the caller's GIL, for every item.
+    funcs, arglist, kwlist = zip(*items)
+    func = funcs[0]
+    if funcs.count(func) != len(funcs):
         return _calls.task_function(_calls.run_batch, items), ()
     calls = _calls.task_function(_calls.map_calls, func)
-    if any(kwargs for _, _, kwargs in items):
-        return calls, ([args for _, args, _ in items], [kwargs for _, _, kwargs in items])
-    if any(len(args) != 1 for _, args, _ in items):
-        return calls, ([args for _, args, _ in items],)
-    return _calls.task_function(_calls.map_values, func), ([args[0] for _, args, _ in items],)
+    if any(kwlist):
+        return calls, (arglist, kwlist)
+    if set(map(len, arglist)) != {1}:
+        return calls, (arglist,)
+    return _calls.task_function(_calls.map_values, func), (list(map(_first, arglist)),)
+
+
+_first = operator.itemgetter(0)
 
 
 class InterpreterBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
