@@ -2,7 +2,7 @@
 """Dask distributed: one worker process with interpreters against threads and
 processes, all in the same run.
 
-    python benchmarks/bench_dask.py [--workers N] [--rounds 5] [--fib 25] [--json PATH]
+    python benchmarks/bench_dask.py [--workers N] [--rounds 5] [--fib 27] [--json PATH]
 
 Three local clusters (``distributed.LocalCluster``, worker processes started
 by Dask's nanny), alive together, take turns round by round (medians):
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=getattr(os, "process_cpu_count", os.cpu_count)() or 2)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--fib", type=int, default=25, help="n of the fib(n) tasks")
+    ap.add_argument("--fib", type=int, default=27, help="n of the fib(n) tasks")
     ap.add_argument("--json", metavar="PATH", help="also write every sample as JSON")
     args = ap.parse_args(argv)
     import logging
