@@ -39,19 +39,10 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import _engine_tasks as tasks  # noqa: E402
+from _output import finish  # noqa: E402
+from bench_executor import machine as base_machine, pss_kib  # noqa: E402
 
 CONTENDERS = ("threads", "processes", "multigil")
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def start(name: str, workers: int) -> tuple[Any, Any, float]:
@@ -139,23 +130,10 @@ def run(workers: int, rounds: int, n: int) -> dict[str, Any]:
 
 
 def machine() -> str:
-    import platform
-
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import dask
     import distributed
 
-    cpus = getattr(os, "process_cpu_count", os.cpu_count)()
-    return (f"CPython {platform.python_version()}, {cpus} CPUs ({cpu}), load "
-            f"{os.getloadavg()[0]:.1f}; dask {dask.__version__}, distributed {distributed.__version__}")
+    return f"{base_machine()}; dask {dask.__version__}, distributed {distributed.__version__}"
 
 
 def report(res: dict[str, Any]) -> str:
@@ -188,7 +166,6 @@ def report(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=getattr(os, "process_cpu_count", os.cpu_count)() or 2)
@@ -200,11 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
     res = run(args.workers, args.rounds, args.fib)
-    print(report(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
+    return finish(res, report(res), args.json)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import _engine_tasks as tasks  # noqa: E402
+from _output import finish  # noqa: E402
+from bench_executor import machine as base_machine  # noqa: E402
 
 BACKENDS = ("loky", "threading", "multigil")
 SMALL_CALLS = 100_000
@@ -99,22 +101,9 @@ def run(n_jobs: int, rounds: int, n: int) -> dict[str, Any]:
 
 
 def machine() -> str:
-    import platform
-
     import joblib
 
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cpus = getattr(os, "process_cpu_count", os.cpu_count)()
-    return (f"CPython {platform.python_version()}, {cpus} CPUs ({cpu}), load "
-            f"{os.getloadavg()[0]:.1f}; joblib {joblib.__version__}")
+    return f"{base_machine()}; joblib {joblib.__version__}"
 
 
 def report(res: dict[str, Any]) -> str:
@@ -151,7 +140,6 @@ def report(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-jobs", type=int, default=getattr(os, "process_cpu_count", os.cpu_count)() or 2)
@@ -160,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
     res = run(args.n_jobs, args.rounds, args.fib)
-    print(report(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
+    return finish(res, report(res), args.json)
 
 
 if __name__ == "__main__":
