@@ -68,9 +68,17 @@ class InterpreterTaskExecutor(cf.Executor):
     """
 
     def __init__(self, max_workers: int | None = None, **pool_options: Any) -> None:
-        self._pool = InterpreterPoolExecutor(max_workers, **pool_options)
         # What Dask's worker submits for a task (see the module docstring).
-        self._run_task: Callable[..., Any] | None = getattr(_worker_module, "_run_task_simple", None)
+        run_task = getattr(_worker_module, "_run_task_simple", None)
+        if run_task is None:
+            from importlib.metadata import version
+
+            raise ImportError(
+                f"multigil.dask does not know this distributed ({version('distributed')}): "
+                "its workers hand executors distributed.worker._run_task_simple, which this "
+                "version lacks; install distributed 2025.1 to 2026.x (pip install 'multigil[dask]')")
+        self._run_task: Callable[..., Any] = run_task
+        self._pool = InterpreterPoolExecutor(max_workers, **pool_options)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._pool!r}>"
@@ -90,7 +98,7 @@ class InterpreterTaskExecutor(cf.Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         run_task = self._run_task
-        if run_task is not None and fn is run_task and len(args) == 3 and not kwargs:
+        if fn is run_task and len(args) == 3 and not kwargs:
             return self._submit_task(run_task, *args)
         return self._pool.submit(fn, *args, **kwargs)
 
