@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-__all__ = ["task_function", "run_batch", "map_calls", "map_values", "timed_call", "timed_plan", "evaluate",
-           "CONST", "REF", "CALL", "LIST", "TUPLE", "SET", "DICT", "GRAPH", "NODE"]
+__all__ = ["task_function", "run_batch", "map_calls", "map_values", "timed_call", "timed_plan",
+           "evaluate", "CONST", "REF", "CALL", "LIST", "TUPLE", "SET", "DICT", "GRAPH", "NODE"]
 
 CONST, REF, CALL, LIST, TUPLE, SET, DICT, GRAPH, NODE = range(9)
 
@@ -54,7 +54,8 @@ def task_function(runner: Callable[..., Any], work: Any) -> Callable[..., Any]:
     return partial(runner, work)
 
 
-def run_batch(items: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+def run_batch(items: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+              ) -> list[Any]:
     """The results of ``func(*args, **kwargs)`` for each item, in order."""
     return [func(*args, **kwargs) for func, args, kwargs in items]
 

@@ -76,7 +76,8 @@ class InterpreterTaskExecutor(cf.Executor):
             raise ImportError(
                 f"multigil.dask does not know this distributed ({version('distributed')}): "
                 "its workers hand executors distributed.worker._run_task_simple, which this "
-                "version lacks; install distributed 2025.1 to 2026.x (pip install 'multigil[dask]')")
+                "version lacks; install distributed 2025.1 to 2026.x "
+                "(pip install 'multigil[dask]')")
         self._run_task: Callable[..., Any] = run_task
         self._pool = InterpreterPoolExecutor(max_workers, **pool_options)
 
@@ -115,7 +116,8 @@ class InterpreterTaskExecutor(cf.Executor):
             # calls, its data as arguments (see _calls.task_function).
             if form == "call":
                 func, args, kwargs = what
-                inner = self._pool.submit(_calls.task_function(_calls.timed_call, func), args, kwargs)
+                inner = self._pool.submit(_calls.task_function(_calls.timed_call, func),
+                                          args, kwargs)
             else:
                 plan, env = what
                 inner = self._pool.submit(_calls.task_function(_calls.timed_plan, plan), env)
@@ -187,12 +189,14 @@ class InterpreterPoolPlugin(WorkerPlugin):
 
     def __init__(self, max_workers: int | None = None, name: str = "interpreters",
                  **pool_options: Any) -> None:
-        if max_workers is not None and (not isinstance(max_workers, int) or isinstance(max_workers, bool)):
-            raise TypeError("max_workers must be an integer or None")
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
+        if max_workers is not None:
+            if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+                raise TypeError("max_workers must be an integer or None")
+            if max_workers <= 0:
+                raise ValueError("max_workers must be greater than 0")
         if not isinstance(name, str) or not name:
-            raise TypeError("name must be a non-empty string: the executor name tasks are annotated with")
+            raise TypeError("name must be a non-empty string: the executor name that tasks "
+                            "are annotated with")
         self.max_workers = max_workers
         self.executor_name = name
         self.pool_options = pool_options

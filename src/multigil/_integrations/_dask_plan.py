@@ -105,7 +105,8 @@ def _plan(node: Any) -> tuple[Any, ...]:
             return _subgraph(*node.args)
         if node.func is _identity_cast and set(node.kwargs) == {"typ"} \
                 and not isinstance(node.kwargs["typ"], (ts.GraphNode, ts.TaskRef)):
-            return (CALL, node.kwargs["typ"], ((TUPLE, tuple(_plan_arg(a) for a in node.args)),), None)
+            items = (TUPLE, tuple(_plan_arg(a) for a in node.args))
+            return (CALL, node.kwargs["typ"], (items,), None)
         kwargs = {k: _plan_arg(v) for k, v in node.kwargs.items()} or None
         return (CALL, node.func, tuple(_plan_arg(a) for a in node.args), kwargs)
     # A node of a kind not known here: Dask evaluates it in the interpreter.

@@ -4,8 +4,9 @@ joblib hands a backend ``BatchedCalls`` objects: a list of ``(func, args,
 kwargs)`` items, and a ``__call__`` that runs them under joblib's
 ``parallel_config``.  joblib does not import in an isolated interpreter
 (faulthandler), so the backend sends only the items, and the interpreter runs
-them (``_calls.run_batch``); joblib's bookkeeping -- dispatching, batch
-sizes, ordering, timeouts -- stays in the calling interpreter.
+them (``_calls``; a batch of one function as that function and the
+arguments alone, see ``_compact``); joblib's bookkeeping -- dispatching,
+batch sizes, ordering, timeouts -- stays in the calling interpreter.
 
 The pools stay warm between ``Parallel`` calls, as loky's workers do: one per
 ``(n_jobs, pool options)``, the few most recently used kept.
@@ -155,10 +156,6 @@ class InterpreterBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignor
         self._n_jobs = 1
         self._lock = threading.Lock()
         self._running: set[InterpreterFuture] = set()
-
-    @property
-    def pool_options(self) -> dict[str, Any]:
-        return dict(self.backend_kwargs)
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         if n_jobs == 0:
