@@ -156,6 +156,48 @@ def test_lambdas_and_closures_from_the_client(client):
     assert all(i != 0 for i, _ in results)
 
 
+def test_plans_compute_what_dask_computes():
+    # Every task of real, optimised graphs (fused bag chains, containers,
+    # aliases, keyword arguments), evaluated the way the executor runs it,
+    # gives what Dask's own evaluation of the node gives.
+    from dask.order import order
+
+    from multigil._integrations import _calls, _dask_plan
+
+    bag = db.from_sequence(range(30), npartitions=3)
+    parts = [dask.delayed(tasks.square)(i) for i in range(3)]
+    graphs = [
+        bag.map(tasks.inc).filter(lambda v: v % 2).sum(),
+        bag.map(tasks.inc, y=2).fold(tasks.add, initial=0),
+        bag.foldby(lambda v: v % 3, operator.add, 0, operator.add, 0),
+        dask.delayed(dict)(a=parts[0], b=[parts[1], {"c": parts[2]}]),
+        dask.delayed(tasks.add)(*parts, dask.delayed(tasks.inc)(parts[0], y=parts[1])),
+    ]
+    forms, ops = set(), set()
+    for collection in graphs:
+        (optimised,) = dask.optimize(collection)
+        dsk = dict(optimised.__dask_graph__())
+        results: dict = {}
+        for key in sorted(dsk, key=order(dsk).__getitem__):
+            node = dsk[key]
+            data = {k: results[k] for k in node.dependencies}
+            expected = node(data)
+            form, what = _dask_plan.translate(node, data)
+            forms.add(form)
+            if form == "call":
+                func, args, kwargs = what
+                got = _calls.timed_call(func, args, kwargs)[2]
+            elif form == "plan":
+                ops.add(what[0][0])
+                got = _calls.timed_plan(*what)[2]
+            else:
+                got = expected
+            assert got == expected, (key, node)
+            results[key] = expected
+    assert forms == {"call", "plan", "local"}
+    assert {_calls.GRAPH, _calls.CALL} <= ops
+
+
 # ---------------------------------------------------------------- errors --
 
 def test_error_keeps_type_message_and_remote_traceback(client):
@@ -316,6 +358,10 @@ def test_dask_worker_cli_with_preload(tmp_path: Path):
             stdin=subprocess.DEVNULL)
         try:
             c.wait_for_workers(1, timeout=TIMEOUT)
+            # The worker process started with Dask's profiler on (its own
+            # config); the preload stopped it before any interpreter ran.
+            threads = c.run(lambda: [t.name for t in __import__("threading").enumerate()])
+            assert not any("Profile" in names for names in threads.values()), threads
             with annotated():
                 interp, pid, _ = c.submit(tasks.where, key="cli-where").result(timeout=TIMEOUT)
             assert interp != 0
