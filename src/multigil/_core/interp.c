@@ -18,96 +18,6 @@
 #include "mg.h"
 
 /*************************************************************************
- * Shared raw objects                                                    *
- *************************************************************************/
-
-static atomic_llong next_id = 1;
-
-int64_t
-mg_next_id(void)
-{
-    return atomic_fetch_add(&next_id, 1);
-}
-
-void
-mg_shared_init(mg_shared *s, const mg_shared_kind *kind)
-{
-    atomic_init(&s->refcnt, 1);
-    s->kind = kind;
-    s->id = mg_next_id();
-}
-
-void
-mg_shared_incref(mg_shared *s)
-{
-    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
-}
-
-void
-mg_shared_decref(mg_shared *s)
-{
-    if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) == 1) {
-        s->kind->destroy(s);
-    }
-}
-
-/* A new wrapper of `type` for `raw`, taking a reference to it: how every
- * interpreter gets its own object for the same raw queue or lock. */
-PyObject *
-mg_wrapper_new(PyTypeObject *type, mg_shared *raw)
-{
-    if (type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "multigil._core is not initialised here");
-        return NULL;
-    }
-    mg_wrapper *w = (mg_wrapper *)type->tp_alloc(type, 0);
-    if (w == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    w->raw = raw;
-    return (PyObject *)w;
-}
-
-void
-mg_wrapper_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    mg_shared *raw = ((mg_wrapper *)self)->raw;
-    if (raw != NULL) {
-        mg_shared_decref(raw);
-    }
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-/* Identity of a wrapper is its raw object's id: two wrappers (in one
- * interpreter, or sent back and forth) of the same raw object compare equal
- * and hash alike.  Slots shared by every wrapper type. */
-Py_hash_t
-mg_wrapper_hash(PyObject *self)
-{
-    Py_hash_t h = (Py_hash_t)((mg_wrapper *)self)->raw->id;
-    return h == -1 ? -2 : h;
-}
-
-PyObject *
-mg_wrapper_richcompare(PyObject *a, PyObject *b, int op)
-{
-    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    int eq = ((mg_wrapper *)a)->raw->id == ((mg_wrapper *)b)->raw->id;
-    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
-}
-
-PyObject *
-mg_wrapper_get_id(PyObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(((mg_wrapper *)self)->raw->id);
-}
-
-/*************************************************************************
  * Registry                                                              *
  *************************************************************************/
 
@@ -674,8 +584,7 @@ mg_interp_close(mg_state *st, int64_t id)
      * whose release matters (views of other interpreters' buffers, shared
      * buffers) go now, while their destructors can still run. */
     if (ip->state != NULL) {
-        Py_CLEAR(ip->state->fn_by_blob);
-        Py_CLEAR(ip->state->blob_by_fn);
+        mg_state_drop_caches(ip->state);
     }
 
     /* Every other cached thread state of it goes now: Py_EndInterpreter

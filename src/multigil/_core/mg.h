@@ -1,70 +1,9 @@
-/* mg.h — the contract shared by the C files of multigil._core.
- *
- * Ground rules (see docs/architecture.md):
- *   - No interpreter ever touches another interpreter's PyObject*.  Anything that
- *     crosses is raw memory allocated with PyMem_RawMalloc (never PyMem_Malloc:
- *     each isolated interpreter has its own obmalloc).
- *   - No static PyObject* anywhere: per-interpreter state lives in mg_state,
- *     reached from the module object (PyModule_GetState) or, for code that runs
- *     on behalf of another interpreter, through mg_current_state().
- *   - Every process-global structure has one lock and one owner, named where it
- *     is defined.
- */
+/* mg.h — what the C files of multigil._core still share beyond base.h (being
+ * split into the headers of their layers). */
 #ifndef MULTIGIL_MG_H
 #define MULTIGIL_MG_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <pthread.h>
-
-#if PY_VERSION_HEX < 0x030C0000
-#  error "multigil needs CPython 3.12 or later (per-interpreter GIL, PEP 684)"
-#endif
-
-/* ======================================================================
- * Shared raw objects
- * ======================================================================
- * A value that is the *same* object in every interpreter (a queue, a shared
- * buffer, a lock) is a raw C struct that starts with mg_shared.  Each
- * interpreter sees it through its own wrapper object, whose layout starts with
- * MG_WRAPPER_HEAD; the wrapper owns one reference to the raw struct.
- * The struct is freed, from whichever thread drops the last reference, by
- * kind->destroy, which must not touch any PyObject.
- */
-typedef struct mg_shared mg_shared;
-typedef struct mg_state mg_state;
-
-typedef struct mg_shared_kind {
-    const char *name;                 /* "Queue", "SharedBuffer", ... */
-    void (*destroy)(mg_shared *);     /* free raw memory; no Python API */
-    /* Build a new wrapper for `raw` in the current interpreter; the wrapper
-     * takes a *new* reference (call mg_shared_incref inside). */
-    PyObject *(*wrap)(mg_state *st, mg_shared *raw);
-} mg_shared_kind;
-
-struct mg_shared {
-    atomic_long refcnt;
-    const mg_shared_kind *kind;
-    int64_t id;                       /* process-unique, from mg_next_id() */
-};
-
-#define MG_WRAPPER_HEAD PyObject_HEAD mg_shared *raw;
-typedef struct { MG_WRAPPER_HEAD } mg_wrapper;
-
-/* Shared by the wrapper types: construction from a raw object (a new
- * reference to it), dealloc, and identity (the raw object's id). */
-PyObject *mg_wrapper_new(PyTypeObject *type, mg_shared *raw);
-void mg_wrapper_dealloc(PyObject *self);
-Py_hash_t mg_wrapper_hash(PyObject *self);
-PyObject *mg_wrapper_richcompare(PyObject *a, PyObject *b, int op);
-PyObject *mg_wrapper_get_id(PyObject *self, void *closure);
-
-void mg_shared_init(mg_shared *s, const mg_shared_kind *kind);
-void mg_shared_incref(mg_shared *s);
-void mg_shared_decref(mg_shared *s);
-int64_t mg_next_id(void);
+#include "base.h"
 
 /* ======================================================================
  * Encoded values ("blobs")
@@ -106,7 +45,6 @@ void mg_blob_free(mg_blob *b);                  /* clear + free */
 /* ======================================================================
  * Interpreters: registry and thread-state cache (interp.c)
  * ====================================================================== */
-typedef struct mg_interp mg_interp;
 
 /* The registry entry of the interpreter the calling thread is attached to;
  * registered on first use.  Never NULL while _core is imported there. */
@@ -124,31 +62,6 @@ void mg_interp_run_deferred(void);
 /* Count of live exports of the owner's objects to other interpreters; an
  * interpreter with live exports cannot be closed. */
 void mg_interp_exports_add(int64_t owner_id, long delta);
-
-/* ======================================================================
- * Per-interpreter module state (module.c)
- * ====================================================================== */
-struct mg_state {
-    /* heap types */
-    PyTypeObject *QueueType;
-    PyTypeObject *SharedBufferType;
-    PyTypeObject *ForeignBufferType;   /* zero-copy view of another interpreter's buffer */
-    PyTypeObject *LockType;
-    PyTypeObject *RLockType;
-    PyTypeObject *EventType;
-    PyTypeObject *SemaphoreType;
-    PyTypeObject *ConditionType;
-    /* lazily imported helpers (NULL until first use) */
-    PyObject *errors_module;           /* multigil._errors */
-    PyObject *pickle_dumps;            /* cloudpickle.dumps (falls back to pickle.dumps) */
-    PyObject *pickle_loads;            /* pickle.loads */
-    PyObject *PickleBufferType;        /* pickle.PickleBuffer */
-    PyObject *remote_module;           /* multigil._remote */
-    /* call path caches */
-    PyObject *fn_by_blob;              /* dict: encoded function bytes -> function */
-    PyObject *blob_by_fn;              /* dict: function -> encoded bytes */
-    mg_interp *interp;                 /* this interpreter's registry entry */
-};
 
 /* The _core state of the interpreter the calling thread is attached to, or NULL
  * with ImportError set if _core was never imported there. */
@@ -187,8 +100,6 @@ int mg_shm_init(PyObject *module, mg_state *st);      /* shm.c */
 int mg_sync_init(PyObject *module, mg_state *st);     /* sync.c */
 int mg_worker_init(PyObject *module, mg_state *st);   /* worker.c */
 int mg_interp_module_init(PyObject *module, mg_state *st); /* interp.c */
-int mg_state_traverse(mg_state *st, visitproc visit, void *arg);
-void mg_state_clear(mg_state *st);
 
 /* Raw queue of blobs used by Queue objects and by executor workers (queue.c) */
 typedef struct mg_queue mg_queue;

@@ -28,13 +28,14 @@ import_attr(const char *module, const char *name)
 PyObject *
 mg_get_error(mg_state *st, const char *name)
 {
-    if (st->errors_module == NULL) {
-        st->errors_module = PyImport_ImportModule("multigil._errors");
-        if (st->errors_module == NULL) {
-            return NULL;
-        }
+    (void)st;
+    PyObject *mod = PyImport_ImportModule("multigil._errors");
+    if (mod == NULL) {
+        return NULL;
     }
-    return PyObject_GetAttrString(st->errors_module, name);
+    PyObject *type = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return type;
 }
 
 PyObject *
@@ -101,10 +102,10 @@ mg_remote(mg_state *st)
 PyObject *
 mg_function_ref(mg_state *st, PyObject *fn)
 {
-    if (st->blob_by_fn == NULL && (st->blob_by_fn = PyDict_New()) == NULL) {
+    if (st->ref_by_fn == NULL && (st->ref_by_fn = PyDict_New()) == NULL) {
         return NULL;
     }
-    PyObject *ref = PyDict_GetItemWithError(st->blob_by_fn, fn);
+    PyObject *ref = PyDict_GetItemWithError(st->ref_by_fn, fn);
     if (ref) {
         return Py_NewRef(ref);
     }
@@ -128,10 +129,10 @@ mg_function_ref(mg_state *st, PyObject *fn)
     Py_XDECREF(token);
     Py_DECREF(res);
     if (ref && cacheable) {
-        if (PyDict_GET_SIZE(st->blob_by_fn) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->blob_by_fn);
+        if (PyDict_GET_SIZE(st->ref_by_fn) >= FN_CACHE_MAX) {
+            PyDict_Clear(st->ref_by_fn);
         }
-        if (PyDict_SetItem(st->blob_by_fn, fn, ref) < 0) {
+        if (PyDict_SetItem(st->ref_by_fn, fn, ref) < 0) {
             PyErr_Clear();
         }
     }
@@ -143,10 +144,10 @@ mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
 {
     int cacheable = PyObject_IsTrue(token);
     if (cacheable) {
-        if (st->fn_by_blob == NULL && (st->fn_by_blob = PyDict_New()) == NULL) {
+        if (st->fn_by_token == NULL && (st->fn_by_token = PyDict_New()) == NULL) {
             return NULL;
         }
-        PyObject *fn = PyDict_GetItemWithError(st->fn_by_blob, token);
+        PyObject *fn = PyDict_GetItemWithError(st->fn_by_token, token);
         if (fn) {
             return Py_NewRef(fn);
         }
@@ -166,10 +167,10 @@ mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
     }
     PyObject *fn = PyObject_CallOneArg(st->pickle_loads, pickled);
     if (fn && cacheable) {
-        if (PyDict_GET_SIZE(st->fn_by_blob) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->fn_by_blob);
+        if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX) {
+            PyDict_Clear(st->fn_by_token);
         }
-        if (PyDict_SetItem(st->fn_by_blob, token, fn) < 0) {
+        if (PyDict_SetItem(st->fn_by_token, token, fn) < 0) {
             Py_CLEAR(fn);
         }
     }
@@ -617,47 +618,6 @@ static PyMethodDef core_methods[] = {
 /*************************************************************************
  * Module definition                                                     *
  *************************************************************************/
-
-int
-mg_state_traverse(mg_state *st, visitproc visit, void *arg)
-{
-    Py_VISIT(st->QueueType);
-    Py_VISIT(st->SharedBufferType);
-    Py_VISIT(st->ForeignBufferType);
-    Py_VISIT(st->LockType);
-    Py_VISIT(st->RLockType);
-    Py_VISIT(st->EventType);
-    Py_VISIT(st->SemaphoreType);
-    Py_VISIT(st->ConditionType);
-    Py_VISIT(st->errors_module);
-    Py_VISIT(st->pickle_dumps);
-    Py_VISIT(st->pickle_loads);
-    Py_VISIT(st->PickleBufferType);
-    Py_VISIT(st->remote_module);
-    Py_VISIT(st->fn_by_blob);
-    Py_VISIT(st->blob_by_fn);
-    return 0;
-}
-
-void
-mg_state_clear(mg_state *st)
-{
-    Py_CLEAR(st->QueueType);
-    Py_CLEAR(st->SharedBufferType);
-    Py_CLEAR(st->ForeignBufferType);
-    Py_CLEAR(st->LockType);
-    Py_CLEAR(st->RLockType);
-    Py_CLEAR(st->EventType);
-    Py_CLEAR(st->SemaphoreType);
-    Py_CLEAR(st->ConditionType);
-    Py_CLEAR(st->errors_module);
-    Py_CLEAR(st->pickle_dumps);
-    Py_CLEAR(st->pickle_loads);
-    Py_CLEAR(st->PickleBufferType);
-    Py_CLEAR(st->remote_module);
-    Py_CLEAR(st->fn_by_blob);
-    Py_CLEAR(st->blob_by_fn);
-}
 
 static int
 core_exec_module(PyObject *module)

@@ -856,14 +856,6 @@ static PyType_Spec queue_spec = {
 int
 mg_queue_init(PyObject *module, mg_state *st)
 {
-    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, &queue_spec, NULL);
-    if (tp == NULL) {
-        return -1;
-    }
-    if (PyModule_AddType(module, tp) < 0) {
-        Py_DECREF(tp);
-        return -1;
-    }
-    st->QueueType = tp;         /* the new reference goes to mg_state */
-    return 0;
+    st->QueueType = mg_add_type(module, &queue_spec, NULL);
+    return st->QueueType == NULL ? -1 : 0;
 }

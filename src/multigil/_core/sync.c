@@ -618,11 +618,6 @@ static PyMethodDef lock_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef wrapper_getset[] = {
-    {"id", mg_wrapper_get_id, NULL, "Process-unique id of the shared object.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 static PyType_Slot lock_slots[] = {
     {Py_tp_doc, (void *)lock_doc},
     {Py_tp_new, lock_new},
@@ -631,7 +626,7 @@ static PyType_Slot lock_slots[] = {
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, lock_methods},
-    {Py_tp_getset, wrapper_getset},
+    {Py_tp_getset, mg_wrapper_getset},
     {0, NULL},
 };
 
@@ -721,7 +716,7 @@ static PyType_Slot rlock_slots[] = {
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, rlock_methods},
-    {Py_tp_getset, wrapper_getset},
+    {Py_tp_getset, mg_wrapper_getset},
     {0, NULL},
 };
 
@@ -894,7 +889,7 @@ static PyType_Slot event_slots[] = {
     {Py_tp_hash, mg_wrapper_hash},
     {Py_tp_richcompare, mg_wrapper_richcompare},
     {Py_tp_methods, event_methods},
-    {Py_tp_getset, wrapper_getset},
+    {Py_tp_getset, mg_wrapper_getset},
     {0, NULL},
 };
 
@@ -1672,20 +1667,6 @@ static PyType_Spec condition_spec = {
  * Module registration                                                   *
  *************************************************************************/
 
-static PyTypeObject *
-add_type(PyObject *module, PyType_Spec *spec, PyObject *base)
-{
-    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
-    if (tp == NULL) {
-        return NULL;
-    }
-    if (PyModule_AddType(module, tp) < 0) {
-        Py_DECREF(tp);
-        return NULL;
-    }
-    return tp;                  /* the new reference goes to mg_state */
-}
-
 int
 mg_sync_init(PyObject *module, mg_state *st)
 {
@@ -1694,14 +1675,14 @@ mg_sync_init(PyObject *module, mg_state *st)
     if (record_main_thread_ident() < 0) {
         return -1;
     }
-    if ((st->LockType = add_type(module, &lock_spec, NULL)) == NULL ||
-        (st->RLockType = add_type(module, &rlock_spec, NULL)) == NULL ||
-        (st->EventType = add_type(module, &event_spec, NULL)) == NULL ||
-        (st->SemaphoreType = add_type(module, &semaphore_spec, NULL)) == NULL ||
-        (st->ConditionType = add_type(module, &condition_spec, NULL)) == NULL) {
+    if ((st->LockType = mg_add_type(module, &lock_spec, NULL)) == NULL ||
+        (st->RLockType = mg_add_type(module, &rlock_spec, NULL)) == NULL ||
+        (st->EventType = mg_add_type(module, &event_spec, NULL)) == NULL ||
+        (st->SemaphoreType = mg_add_type(module, &semaphore_spec, NULL)) == NULL ||
+        (st->ConditionType = mg_add_type(module, &condition_spec, NULL)) == NULL) {
         return -1;
     }
-    bsem = add_type(module, &bsemaphore_spec, (PyObject *)st->SemaphoreType);
+    bsem = mg_add_type(module, &bsemaphore_spec, st->SemaphoreType);
     if (bsem == NULL) {
         return -1;
     }

@@ -498,17 +498,12 @@ static PyMethodDef worker_functions[] = {
 };
 
 int
-mg_worker_init(PyObject *module, mg_state *st)
+mg_worker_init(PyObject *module, mg_state *Py_UNUSED(st))
 {
-    (void)st;
-    PyObject *type = PyType_FromModuleAndSpec(module, &Worker_spec, NULL);
+    PyTypeObject *type = mg_add_type(module, &Worker_spec, NULL);
     if (type == NULL) {
         return -1;
     }
-    int rc = PyModule_AddObjectRef(module, "Worker", type);
-    Py_DECREF(type);
-    if (rc < 0) {
-        return -1;
-    }
+    Py_DECREF(type);            /* the module keeps it alive */
     return PyModule_AddFunctions(module, worker_functions);
 }

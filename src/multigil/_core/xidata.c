@@ -314,21 +314,16 @@ put_handle(mg_blob *b, mg_shared *raw)
 static int
 mg_pickler(mg_state *st, int for_dumps)
 {
-    if (st->pickle_loads == NULL || st->PickleBufferType == NULL) {
+    if (st->pickle_loads == NULL) {
         /* _pickle, not pickle: the Python module imports re, struct and more
          * into every interpreter that decodes its first pickled value. */
         PyObject *pickle = PyImport_ImportModule("_pickle");
         if (pickle == NULL) {
             return -1;
         }
-        if (st->pickle_loads == NULL) {
-            st->pickle_loads = PyObject_GetAttrString(pickle, "loads");
-        }
-        if (st->pickle_loads != NULL && st->PickleBufferType == NULL) {
-            st->PickleBufferType = PyObject_GetAttrString(pickle, "PickleBuffer");
-        }
+        st->pickle_loads = PyObject_GetAttrString(pickle, "loads");
         Py_DECREF(pickle);
-        if (st->pickle_loads == NULL || st->PickleBufferType == NULL) {
+        if (st->pickle_loads == NULL) {
             return -1;
         }
     }
