@@ -16,6 +16,7 @@
  * I); a node whose thread is gone is reaped by the next thread that enters I.
  */
 #include "mg.h"
+#include "errors.h"
 
 /*************************************************************************
  * Registry                                                              *
@@ -345,7 +346,7 @@ acquire(mg_state *st, int64_t id)
         /* A cached thread state would make its creator's Py_EndInterpreter
          * abort ("not the last thread"). */
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld was not created by "
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld was not created by "
                  "multigil; multigil cannot enter it", (long long)id);
         return NULL;
     }
@@ -353,11 +354,11 @@ acquire(mg_state *st, int64_t id)
         int closing = ip != NULL;
         UNLOCK();
         if (closing) {
-            mg_raise(st, "InterpreterNotFoundError",
+            mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                      "interpreter %lld is being closed", (long long)id);
         }
         else {
-            mg_raise(st, "InterpreterNotFoundError",
+            mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                      "interpreter %lld does not exist (it was closed, or never "
                      "created); create a new one with multigil.interpreters.create()",
                      (long long)id);
@@ -445,7 +446,7 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
     if (PyStatus_Exception(status) || ts == NULL) {
         /* Py_NewInterpreterFromConfig leaves the caller detached on failure */
         PyThreadState_Swap(saved);
-        mg_raise(st, "InterpreterError", "cannot create an interpreter: %s",
+        mg_raise(st, MG_ERR_INTERPRETER, "cannot create an interpreter: %s",
                  status.err_msg ? status.err_msg : "unknown error");
         return -1;
     }
@@ -528,7 +529,7 @@ mg_interp_close(mg_state *st, int64_t id)
     const char *problem = NULL;
     if (ip == NULL || ip->closing) {
         UNLOCK();
-        mg_raise(st, "InterpreterNotFoundError",
+        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                  "interpreter %lld does not exist (already closed?)", (long long)id);
         return -1;
     }
@@ -548,7 +549,7 @@ mg_interp_close(mg_state *st, int64_t id)
     }
     if (problem) {
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld %s", (long long)id, problem);
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
         return -1;
     }
     ip->closing = 1;
@@ -575,7 +576,7 @@ mg_interp_close(mg_state *st, int64_t id)
         ip->closing = 0;
         atomic_fetch_sub(&ip->busy, 1);
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld still lends buffers (memoryviews) "
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
                  "to other interpreters; release those views first", (long long)id);
         return -1;
     }

@@ -67,9 +67,6 @@ void mg_interp_exports_add(int64_t owner_id, long delta);
  * with ImportError set if _core was never imported there. */
 mg_state *mg_current_state(void);
 
-/* Raise multigil._errors.<name>(msg...) ; returns NULL for convenience. */
-PyObject *mg_raise(mg_state *st, const char *name, const char *fmt, ...);
-PyObject *mg_get_error(mg_state *st, const char *name);   /* borrowed-like: new ref */
 
 /* ======================================================================
  * Blocking waits that release the GIL (sync.c)

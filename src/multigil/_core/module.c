@@ -6,6 +6,7 @@
  * imports its own copy.
  */
 #include "mg.h"
+#include "errors.h"
 #include "interp.h"
 #include "call.h"
 
@@ -23,48 +24,6 @@ import_attr(const char *module, const char *name)
     PyObject *attr = PyObject_GetAttrString(mod, name);
     Py_DECREF(mod);
     return attr;
-}
-
-PyObject *
-mg_get_error(mg_state *st, const char *name)
-{
-    (void)st;
-    PyObject *mod = PyImport_ImportModule("multigil._errors");
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *type = PyObject_GetAttrString(mod, name);
-    Py_DECREF(mod);
-    return type;
-}
-
-PyObject *
-mg_raise(mg_state *st, const char *name, const char *fmt, ...)
-{
-    va_list vargs;
-    va_start(vargs, fmt);
-    PyObject *msg = PyUnicode_FromFormatV(fmt, vargs);
-    va_end(vargs);
-    if (msg == NULL) {
-        return NULL;
-    }
-    /* Chain to whatever is being handled, so callers can add context. */
-    PyObject *cause = PyErr_GetRaisedException();
-    PyObject *type = mg_get_error(st, name);
-    if (type == NULL) {
-        Py_XDECREF(cause);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyErr_SetObject(type, msg);
-    Py_DECREF(type);
-    Py_DECREF(msg);
-    if (cause) {
-        PyObject *exc = PyErr_GetRaisedException();
-        PyException_SetCause(exc, cause);   /* steals cause */
-        PyErr_SetRaisedException(exc);
-    }
-    return NULL;
 }
 
 mg_state *
@@ -248,7 +207,7 @@ core_create(PyObject *module, PyObject *arg)
     int64_t id = mg_interp_create(st, bootstrap, &error);
     if (id < 0) {
         if (error) {
-            mg_raise(st, "InterpreterError",
+            mg_raise(st, MG_ERR_INTERPRETER,
                      "a new interpreter failed to start: %s", error);
             PyMem_RawFree(error);
         }
@@ -380,7 +339,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_leave(&s);
     Py_DECREF(payload);
     if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
+        return mg_raise(st, MG_ERR_INTERPRETER,
                         "interpreter %lld cannot run calls: multigil._core is "
                         "not imported there", (long long)id);
     }
@@ -434,7 +393,7 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     mg_leave(&s);
     if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
+        return mg_raise(st, MG_ERR_INTERPRETER,
                         "interpreter %lld has no __main__ module", (long long)id);
     }
     if (ok) {
@@ -491,7 +450,7 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob_clear(&in);
     mg_leave(&s);
     if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
+        return mg_raise(st, MG_ERR_INTERPRETER,
                         "multigil._core is not imported in interpreter %lld", (long long)id);
     }
     if (ok) {

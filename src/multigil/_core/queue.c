@@ -21,6 +21,7 @@
  *     it to its content).
  */
 #include "mg.h"
+#include "errors.h"
 #include "wait.h"
 
 #include <string.h>
@@ -581,7 +582,7 @@ queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
     rc = q->closed;
     pthread_mutex_unlock(&q->mu);
     if (rc) {
-        return mg_raise(st, "QueueClosed", "queue %lld is closed", (long long)q->head.id);
+        return mg_raise(st, MG_ERR_QUEUE_CLOSED, "queue %lld is closed", (long long)q->head.id);
     }
     /* No MG_ENCODE_BORROW: put() returns long before anyone decodes. */
     mg_blob_init(&blob);
@@ -598,10 +599,10 @@ queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
     slot_clear(&slot);
     switch (rc) {
     case 1:
-        return mg_raise(st, "QueueFull", "queue %lld is full (maxsize %zd)",
+        return mg_raise(st, MG_ERR_QUEUE_FULL, "queue %lld is full (maxsize %zd)",
                         (long long)q->head.id, q->maxsize);
     case 2:
-        return mg_raise(st, "QueueClosed", "queue %lld is closed", (long long)q->head.id);
+        return mg_raise(st, MG_ERR_QUEUE_CLOSED, "queue %lld is closed", (long long)q->head.id);
     default:
         return NULL;
     }
@@ -619,9 +620,9 @@ queue_get_impl(PyObject *self, int64_t deadline)
     case 0:
         break;
     case 1:
-        return mg_raise(st, "QueueEmpty", "queue %lld is empty", (long long)q->head.id);
+        return mg_raise(st, MG_ERR_QUEUE_EMPTY, "queue %lld is empty", (long long)q->head.id);
     case 2:
-        return mg_raise(st, "QueueClosed", "queue %lld is closed and empty",
+        return mg_raise(st, MG_ERR_QUEUE_CLOSED, "queue %lld is closed and empty",
                         (long long)q->head.id);
     default:
         return NULL;

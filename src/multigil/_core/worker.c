@@ -14,6 +14,7 @@
  * future running and to complete it: no dispatcher thread, no extra hand-off.
  */
 #include "mg.h"
+#include "errors.h"
 #include "interp.h"
 #include "call.h"
 
@@ -256,7 +257,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         mg_leave(&s);
         self->running = 0;
         Py_DECREF(qobj);
-        return mg_raise(st, "InterpreterError",
+        return mg_raise(st, MG_ERR_INTERPRETER,
                         "interpreter %lld cannot host a worker",
                         (long long)self->raw->interp_id);
     }
@@ -356,13 +357,12 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
     mg_state *sub = mg_session_state(st, &s);
     /* Holding the worker interpreter's GIL: current_task cannot change now. */
     if (sub && atomic_load(&self->raw->current_task) == task_id) {
-        PyObject *exc = mg_get_error(sub, "TaskCancelled");
+        PyObject *exc = mg_error_type(sub, MG_ERR_TASK_CANCELLED);
         if (exc) {
             hit = PyThreadState_SetAsyncExc(atomic_load(&self->raw->thread_ident), exc) > 0;
             if (hit) {
                 atomic_store(&self->raw->interrupted, 1);
             }
-            Py_DECREF(exc);
         }
     }
     PyErr_Clear();
@@ -484,7 +484,7 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (rc != 0) {
         mg_blob_free(heap);
         if (!PyErr_Occurred()) {
-            mg_raise(st, "QueueClosed", "the worker queue is closed");
+            mg_raise(st, MG_ERR_QUEUE_CLOSED, "the worker queue is closed");
         }
         return NULL;
     }

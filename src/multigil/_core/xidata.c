@@ -19,6 +19,7 @@
  * blob must raise, not crash.
  */
 #include "mg.h"
+#include "errors.h"
 #include "shm.h"
 
 #include <stddef.h>
@@ -349,9 +350,19 @@ mg_pickler(mg_state *st, int for_dumps)
     return 0;
 }
 
+/* Interrupts, MemoryError and a NotShareableError raised by a nested encode
+ * (e.g. in a __reduce__, which says it best) say nothing about the value
+ * being sent: they pass unchanged. */
+static int
+passes_unchanged(mg_state *st, PyObject *exc)
+{
+    return !PyErr_GivenExceptionMatches(exc, PyExc_Exception)
+           || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
+           || mg_error_matches(st, exc, MG_ERR_NOT_SHAREABLE);
+}
+
 /* Turn the pending exception into NotShareableError naming obj's type, with
- * the original as __cause__.  Interrupts and MemoryError pass unchanged: they
- * say nothing about the value. */
+ * the original as __cause__, unless it passes unchanged. */
 static int
 not_shareable(mg_state *st, PyObject *obj, const char *how)
 {
@@ -359,20 +370,7 @@ not_shareable(mg_state *st, PyObject *obj, const char *how)
     if (exc == NULL) {
         return -1;
     }
-    if (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)
-        || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)) {
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
-    PyObject *nse = mg_get_error(st, "NotShareableError");
-    if (nse == NULL) {
-        Py_DECREF(exc);
-        return -1;
-    }
-    int already = PyErr_GivenExceptionMatches(exc, nse);
-    Py_DECREF(nse);
-    if (already) {
-        /* Raised by a nested encode (e.g. in a __reduce__): it says it best. */
+    if (passes_unchanged(st, exc)) {
         PyErr_SetRaisedException(exc);
         return -1;
     }
@@ -402,7 +400,7 @@ not_shareable(mg_state *st, PyObject *obj, const char *how)
         Py_DECREF(exc);
         return -1;
     }
-    mg_raise(st, "NotShareableError", "%s", cmsg);
+    mg_raise(st, MG_ERR_NOT_SHAREABLE, "%s", cmsg);
     Py_DECREF(msg);
 
     PyObject *nexc = PyErr_GetRaisedException();
@@ -534,8 +532,7 @@ enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
 /* Pickling the table (the non-native items of a value, together) failed: say
  * which item, as sending it alone would.  Each is pickled alone, again, until
  * one fails: that raises NotShareableError naming its type.  This runs only on
- * the error path; interrupts, MemoryError and a NotShareableError raised
- * inside (by a nested encode) say nothing about any item and pass unchanged. */
+ * the error path; errors that pass unchanged say nothing about any item. */
 static int
 table_error(mg_state *st, PyObject *table)
 {
@@ -543,13 +540,7 @@ table_error(mg_state *st, PyObject *table)
     if (exc == NULL) {
         return -1;
     }
-    PyObject *nse = mg_get_error(st, "NotShareableError");
-    int pass = nse == NULL
-               || !PyErr_GivenExceptionMatches(exc, PyExc_Exception)
-               || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
-               || PyErr_GivenExceptionMatches(exc, nse);
-    Py_XDECREF(nse);
-    if (pass) {
+    if (passes_unchanged(st, exc)) {
         PyErr_SetRaisedException(exc);
         return -1;
     }
@@ -586,7 +577,7 @@ static int enc(enc_t *e, PyObject *o, int depth, int borrow);
 static int
 too_deep(enc_t *e)
 {
-    mg_raise(e->st, "NotShareableError",
+    mg_raise(e->st, MG_ERR_NOT_SHAREABLE,
              "cannot send a value nesting deeper than %d levels to another interpreter "
              "(is a container inside itself?)", MG_MAX_DEPTH);
     return -1;
@@ -887,7 +878,7 @@ enc_wrapper(enc_t *e, PyObject *o)
     mg_shared *raw = ((mg_wrapper *)o)->raw;
     if (raw == NULL) {
         PyObject *name = PyType_GetQualName(Py_TYPE(o));
-        mg_raise(e->st, "NotShareableError",
+        mg_raise(e->st, MG_ERR_NOT_SHAREABLE,
                  "cannot send a released or closed %s to another interpreter",
                  name != NULL ? PyUnicode_AsUTF8(name) : "object");
         Py_XDECREF(name);
