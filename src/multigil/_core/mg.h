@@ -4,6 +4,7 @@
 #define MULTIGIL_MG_H
 
 #include "base.h"
+#include "wait.h"
 
 /* ======================================================================
  * Encoded values ("blobs")
@@ -67,26 +68,6 @@ void mg_interp_exports_add(int64_t owner_id, long delta);
  * with ImportError set if _core was never imported there. */
 mg_state *mg_current_state(void);
 
-
-/* ======================================================================
- * Blocking waits that release the GIL (sync.c)
- * ======================================================================
- * Absolute deadlines in CLOCK_MONOTONIC nanoseconds; MG_FOREVER = no timeout.
- */
-#define MG_FOREVER INT64_MAX
-int64_t mg_now_ns(void);
-/* timeout: None -> MG_FOREVER; a non-negative float/int in seconds -> now+t.
- * -1 with ValueError/TypeError on bad input. */
-int mg_deadline_from_timeout(PyObject *timeout, int64_t *deadline);
-/* Wait on cond/mutex (mutex held by the caller) until woken or deadline.
- * Returns 0 when woken (maybe spuriously), 1 on timeout. */
-int mg_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t deadline);
-void mg_cond_init(pthread_cond_t *cond);     /* CLOCK_MONOTONIC condvar */
-
-/* Wait slices: blocking calls made with the GIL held wake at least every
- * MG_SIGNAL_CHECK_NS to run PyErr_CheckSignals() in the main thread, so
- * Ctrl-C interrupts them. */
-#define MG_SIGNAL_CHECK_NS 50000000LL
 
 /* ======================================================================
  * Module pieces: each file exposes its types/functions to module.c

@@ -582,7 +582,8 @@ static int
 core_exec_module(PyObject *module)
 {
     mg_state *st = PyModule_GetState(module);
-    if (mg_interp_module_init(module, st) < 0 ||
+    if (mg_wait_init() < 0 ||
+        mg_interp_module_init(module, st) < 0 ||
         mg_xidata_init(module, st) < 0 ||
         mg_shm_init(module, st) < 0 ||
         mg_sync_init(module, st) < 0 ||

@@ -550,24 +550,6 @@ queue_wrap(mg_state *st, mg_shared *raw)
     return mg_wrapper_new(st->QueueType, raw);
 }
 
-/* block/timeout in the queue.Queue style: block=False ignores timeout. */
-static int
-queue_deadline(PyObject *block_obj, PyObject *timeout_obj, int64_t *deadline)
-{
-    int block = 1;
-    if (block_obj != NULL) {
-        block = PyObject_IsTrue(block_obj);
-        if (block < 0) {
-            return -1;
-        }
-    }
-    if (!block) {
-        *deadline = 0;
-        return 0;
-    }
-    return mg_deadline_from_timeout(timeout_obj, deadline);
-}
-
 static PyObject *
 queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
 {
@@ -678,7 +660,7 @@ queue_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         PyErr_SetString(PyExc_TypeError, "put() missing required argument 'obj'");
         return NULL;
     }
-    if (queue_deadline(argv[1], argv[2], &deadline) < 0) {
+    if (mg_deadline(argv[1], argv[2], 0, &deadline) < 0) {
         return NULL;
     }
     return queue_put_impl(self, argv[0], deadline);
@@ -720,7 +702,7 @@ queue_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
 
     if (nargs != 0 || kwnames != NULL) {
         if (mg_parse_args("get", args, nargs, kwnames, kwlist, 2, argv) < 0 ||
-            queue_deadline(argv[0], argv[1], &deadline) < 0) {
+            mg_deadline(argv[0], argv[1], 0, &deadline) < 0) {
             return NULL;
         }
     }

@@ -1,4 +1,4 @@
-/* sync.c — wait helpers and cross-interpreter synchronisation primitives.
+/* sync.c — cross-interpreter synchronisation primitives.
  *
  * Lock, RLock, Event, Semaphore, BoundedSemaphore and Condition are each one
  * raw struct (mg_shared head + pthread mutex + CLOCK_MONOTONIC condvar) that
@@ -13,151 +13,6 @@
 #include "mg.h"
 #include "wait.h"
 
-#include <errno.h>
-#include <math.h>
-#include <time.h>
-
-/*************************************************************************
- * Clock, deadlines, condvars                                            *
- *************************************************************************/
-
-int64_t
-mg_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int
-mg_deadline_from_timeout(PyObject *timeout, int64_t *deadline)
-{
-    double secs, ns;
-    int64_t now;
-
-    if (timeout == NULL || timeout == Py_None) {
-        *deadline = MG_FOREVER;
-        return 0;
-    }
-    /* Accepts int, float and anything with __float__/__index__; the value is
-     * used exactly (get(timeout=0.5) waits 0.5 s, not 0). */
-    secs = PyFloat_AsDouble(timeout);
-    if (secs == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Format(PyExc_TypeError,
-                         "timeout must be None or a number of seconds, not %.100s",
-                         Py_TYPE(timeout)->tp_name);
-        }
-        return -1;
-    }
-    if (isnan(secs)) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be a number, not NaN");
-        return -1;
-    }
-    if (secs < 0) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be a non-negative number");
-        return -1;
-    }
-    now = mg_now_ns();
-    /* Round up, so that a wait never ends before the full timeout elapsed. */
-    ns = ceil(secs * 1e9);
-    if (ns >= (double)(MG_FOREVER - now)) {
-        *deadline = MG_FOREVER;   /* a timeout of centuries is no timeout */
-    }
-    else {
-        *deadline = now + (int64_t)ns;
-    }
-    return 0;
-}
-
-void
-mg_cond_init(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    /* CLOCK_MONOTONIC: deadlines must not move when the wall clock does. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-int
-mg_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t deadline)
-{
-    struct timespec ts;
-    int rc;
-
-    if (deadline == MG_FOREVER) {
-        pthread_cond_wait(cond, mutex);
-        return 0;
-    }
-    if (deadline < 0) {
-        deadline = 0;
-    }
-    ts.tv_sec = (time_t)(deadline / 1000000000LL);
-    ts.tv_nsec = (long)(deadline % 1000000000LL);
-    rc = pthread_cond_timedwait(cond, mutex, &ts);
-    return rc == ETIMEDOUT ? 1 : 0;
-}
-
-/*************************************************************************
- * Which thread handles signals                                          *
- *************************************************************************/
-/* Python runs signal handlers only in the main thread of the main
- * interpreter, so only that thread needs to wake up periodically while it
- * waits.  The public C API has no "is main thread" call; mg_sync_init records
- * threading.main_thread().ident the first time _core is initialised in the
- * main interpreter.
- *
- * Process-global.  Owner: sync.c (mg_sync_init in the main interpreter).
- * Lock: none needed — an atomic written with the same value by every
- * initialisation of _core in the main interpreter, read with relaxed loads.
- */
-static atomic_ulong mg_main_thread_ident;
-
-int
-mg_thread_handles_signals(void)
-{
-    unsigned long main_ident;
-
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        return 0;
-    }
-    main_ident = atomic_load_explicit(&mg_main_thread_ident, memory_order_relaxed);
-    return main_ident != 0 && PyThread_get_thread_ident() == main_ident;
-}
-
-static int
-record_main_thread_ident(void)
-{
-    PyObject *threading, *main_thread, *ident;
-    unsigned long value;
-
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        return 0;
-    }
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        return -1;
-    }
-    main_thread = PyObject_CallMethod(threading, "main_thread", NULL);
-    Py_DECREF(threading);
-    if (main_thread == NULL) {
-        return -1;
-    }
-    ident = PyObject_GetAttrString(main_thread, "ident");
-    Py_DECREF(main_thread);
-    if (ident == NULL) {
-        return -1;
-    }
-    value = PyLong_AsUnsignedLong(ident);
-    Py_DECREF(ident);
-    if (value == (unsigned long)-1 && PyErr_Occurred()) {
-        return -1;
-    }
-    atomic_store_explicit(&mg_main_thread_ident, value, memory_order_relaxed);
-    return 0;
-}
 
 /*************************************************************************
  * Raw objects                                                           *
@@ -262,55 +117,6 @@ typedef struct {
 
 #define SYNC_RAW(self) ((sync_raw *)((mg_wrapper *)(self))->raw)
 #define COND_RAW(self) ((cond_raw *)((mg_wrapper *)(self))->raw)
-
-/* Lock-style timeout: threading.Lock.acquire(blocking=True, timeout=-1).
- * -1 means forever; None is accepted too. */
-static int
-lock_deadline(PyObject *blocking_obj, PyObject *timeout_obj, int64_t *deadline)
-{
-    int blocking = 1;
-    double t = -1;
-
-    if (blocking_obj != NULL) {
-        blocking = PyObject_IsTrue(blocking_obj);
-        if (blocking < 0) {
-            return -1;
-        }
-    }
-    if (timeout_obj != NULL && timeout_obj != Py_None) {
-        t = PyFloat_AsDouble(timeout_obj);
-        if (t == -1.0 && PyErr_Occurred()) {
-            return -1;
-        }
-    }
-    if (!blocking) {
-        if (t != -1) {
-            PyErr_SetString(PyExc_ValueError,
-                            "can't specify a timeout for a non-blocking call");
-            return -1;
-        }
-        *deadline = 0;
-        return 0;
-    }
-    if (t == -1) {
-        *deadline = MG_FOREVER;
-        return 0;
-    }
-    if (t < 0) {
-        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
-        return -1;
-    }
-    {
-        PyObject *f = PyFloat_FromDouble(t);
-        int rc;
-        if (f == NULL) {
-            return -1;
-        }
-        rc = mg_deadline_from_timeout(f, deadline);
-        Py_DECREF(f);
-        return rc;
-    }
-}
 
 static const char *const acquire_kwlist[] = {"blocking", "timeout", NULL};
 
@@ -528,7 +334,8 @@ sync_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 
     if (nargs != 0 || kwnames != NULL) {
         if (mg_parse_args("acquire", args, nargs, kwnames, acquire_kwlist, 2, argv) < 0 ||
-            lock_deadline(argv[0], argv[1], &deadline) < 0) {
+            mg_deadline(argv[0], argv[1], MG_TIMEOUT_MINUS_ONE_IS_FOREVER | MG_NONBLOCKING_REFUSES_TIMEOUT,
+                        &deadline) < 0) {
             return NULL;
         }
     }
@@ -842,7 +649,7 @@ event_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     int rc;
 
     if (mg_parse_args("wait", args, nargs, kwnames, kwlist, 1, argv) < 0 ||
-        mg_deadline_from_timeout(argv[0], &deadline) < 0) {
+        mg_deadline(NULL, argv[0], 0, &deadline) < 0) {
         return NULL;
     }
     a.r = SYNC_RAW(self);
@@ -1035,22 +842,8 @@ semaphore_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     int rc;
 
     if (nargs != 0 || kwnames != NULL) {
-        int blocking = 1;
-        if (mg_parse_args("acquire", args, nargs, kwnames, acquire_kwlist, 2, argv) < 0) {
-            return NULL;
-        }
-        if (argv[0] != NULL && (blocking = PyObject_IsTrue(argv[0])) < 0) {
-            return NULL;
-        }
-        if (!blocking) {
-            if (argv[1] != NULL && argv[1] != Py_None) {
-                PyErr_SetString(PyExc_ValueError,
-                                "can't specify timeout for non-blocking acquire");
-                return NULL;
-            }
-            deadline = 0;
-        }
-        else if (mg_deadline_from_timeout(argv[1], &deadline) < 0) {
+        if (mg_parse_args("acquire", args, nargs, kwnames, acquire_kwlist, 2, argv) < 0 ||
+            mg_deadline(argv[0], argv[1], MG_NONBLOCKING_REFUSES_TIMEOUT, &deadline) < 0) {
             return NULL;
         }
     }
@@ -1457,7 +1250,7 @@ condition_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     int rc;
 
     if (mg_parse_args("wait", args, nargs, kwnames, kwlist, 1, argv) < 0 ||
-        mg_deadline_from_timeout(argv[0], &deadline) < 0) {
+        mg_deadline(NULL, argv[0], 0, &deadline) < 0) {
         return NULL;
     }
     rc = condition_wait_raw(COND_RAW(self), deadline);
@@ -1494,7 +1287,7 @@ condition_wait_for(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "wait_for() missing required argument 'predicate'");
         return NULL;
     }
-    if (mg_deadline_from_timeout(argv[1], &deadline) < 0) {
+    if (mg_deadline(NULL, argv[1], 0, &deadline) < 0) {
         return NULL;
     }
     result = PyObject_CallNoArgs(argv[0]);
@@ -1672,9 +1465,6 @@ mg_sync_init(PyObject *module, mg_state *st)
 {
     PyTypeObject *bsem;
 
-    if (record_main_thread_ident() < 0) {
-        return -1;
-    }
     if ((st->LockType = mg_add_type(module, &lock_spec, NULL)) == NULL ||
         (st->RLockType = mg_add_type(module, &rlock_spec, NULL)) == NULL ||
         (st->EventType = mg_add_type(module, &event_spec, NULL)) == NULL ||
