@@ -55,9 +55,6 @@ def import_in_main(name: str, /) -> bool:
 def list_all() -> list[tuple[int, str]]:
     """``(id, whence)`` of every known interpreter."""
 
-def owned_ids() -> list[int]:
-    """Ids of the interpreters multigil created."""
-
 def get_current() -> int:
     """Id of the current interpreter."""
 

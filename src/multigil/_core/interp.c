@@ -15,7 +15,7 @@
  * thread state of I (other threads' too: they are idle, since nobody is inside
  * I); a node whose thread is gone is reaped by the next thread that enters I.
  */
-#include "mg.h"
+#include "interp.h"
 #include "errors.h"
 
 /*************************************************************************
@@ -246,8 +246,6 @@ mg_interp_exports_add(int64_t owner_id, long delta)
  * Entering an interpreter                                               *
  *************************************************************************/
 
-#include "interp.h"
-
 /* Delete the cached thread states of exited threads.  Attached to `ip`. */
 static void
 reap_gone_threads(mg_interp *ip)
@@ -409,17 +407,10 @@ mg_leave(mg_session *s)
 }
 
 mg_state *
-mg_session_state(mg_state *caller, mg_session *s)
+mg_session_state(const mg_session *s)
 {
-    mg_state *st = s->interp->state;
-    if (st == NULL) {
-        /* Attached to the target now: raise there, the caller will see it. */
-        PyErr_Format(PyExc_ImportError,
-                     "multigil._core is not imported in interpreter %lld",
-                     (long long)s->interp->id);
-    }
-    (void)caller;
-    return st;
+    /* Attached to the target: its state may be read now. */
+    return s->interp->state;
 }
 
 /*************************************************************************
@@ -427,10 +418,10 @@ mg_session_state(mg_state *caller, mg_session *s)
  *************************************************************************/
 
 int64_t
-mg_interp_create(mg_state *st, const char *bootstrap, char **error)
+mg_interp_create(mg_state *st, const char *bootstrap)
 {
     pthread_once(&tls_once, tls_init);
-    *error = NULL;
+    char *error = NULL;         /* the bootstrap's error, as text */
     PyInterpreterConfig config = {
         .use_main_obmalloc = 0,
         .allow_fork = 0,
@@ -477,9 +468,9 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
             const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
             const char *tname = exc ? Py_TYPE(exc)->tp_name : "error";
             size_t len = strlen(tname) + (msg ? strlen(msg) : 0) + 4;
-            *error = PyMem_RawMalloc(len);
-            if (*error) {
-                snprintf(*error, len, "%s: %s", tname, msg ? msg : "");
+            error = PyMem_RawMalloc(len);
+            if (error) {
+                snprintf(error, len, "%s: %s", tname, msg ? msg : "");
             }
             PyErr_Clear();
             Py_XDECREF(text);
@@ -508,8 +499,12 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
             UNLOCK();
         }
         mg_interp_run_deferred();
-        if (*error == NULL) {
+        if (error == NULL) {
             PyErr_NoMemory();
+        }
+        else {
+            mg_raise(st, MG_ERR_INTERPRETER, "a new interpreter failed to start: %s", error);
+            PyMem_RawFree(error);
         }
         return -1;
     }
@@ -635,40 +630,8 @@ mg_interp_close(mg_state *st, int64_t id)
 }
 
 /*************************************************************************
- * Queries                                                               *
+ * Queries, and the module's own entry                                   *
  *************************************************************************/
-
-mg_state *
-mg_interp_state(const mg_interp *ip)
-{
-    return ip->state;
-}
-
-void
-mg_interp_set_state(mg_interp *ip, mg_state *st)
-{
-    LOCK();
-    ip->state = st;
-    UNLOCK();
-}
-
-void
-mg_interp_forget_current(mg_interp *ip, mg_state *st)
-{
-    /* The module is being freed in this interpreter.  Entries multigil did
-     * not create are dropped: their interpreter may be destroyed by others.
-     * Another, newer instance of _core may own the entry: leave it alone. */
-    LOCK();
-    if (ip->state != st) {
-        UNLOCK();
-        return;
-    }
-    ip->state = NULL;
-    if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
-        remove_entry_locked(ip);
-    }
-    UNLOCK();
-}
 
 PyObject *
 mg_interp_list(void)
@@ -730,38 +693,39 @@ mg_interp_busy(int64_t id, const char **whence)
     return busy;
 }
 
-/* The ids of the interpreters multigil created, oldest first. */
-PyObject *
-mg_interp_owned_ids(void)
-{
-    PyObject *all = mg_interp_list();
-    if (all == NULL) {
-        return NULL;
-    }
-    PyObject *result = PyList_New(0);
-    for (Py_ssize_t i = 0; result && i < PyList_GET_SIZE(all); i++) {
-        PyObject *id = PyTuple_GET_ITEM(PyList_GET_ITEM(all, i), 0);
-        LOCK();
-        mg_interp *ip = find_locked(PyLong_AsLongLong(id));
-        int owned = ip && ip->owned;
-        UNLOCK();
-        if (owned && PyList_Append(result, id) < 0) {
-            Py_CLEAR(result);
-        }
-    }
-    Py_DECREF(all);
-    return result;
-}
-
 int
-mg_interp_module_init(PyObject *module, mg_state *st)
+mg_interp_init(mg_state *st)
 {
-    (void)module;
     pthread_once(&tls_once, tls_init);
     st->interp = mg_interp_current();
     if (st->interp == NULL) {
         return -1;
     }
-    mg_interp_set_state(st->interp, st);
+    LOCK();
+    st->interp->state = st;
+    UNLOCK();
     return 0;
+}
+
+void
+mg_interp_forget(mg_state *st)
+{
+    mg_interp *ip = st->interp;
+    if (ip == NULL) {
+        return;
+    }
+    st->interp = NULL;
+    /* The module is being freed in this interpreter.  Entries multigil did
+     * not create are dropped: their interpreter may be destroyed by others.
+     * Another, newer instance of _core may own the entry: leave it alone. */
+    LOCK();
+    if (ip->state != st) {
+        UNLOCK();
+        return;
+    }
+    ip->state = NULL;
+    if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
+        remove_entry_locked(ip);
+    }
+    UNLOCK();
 }

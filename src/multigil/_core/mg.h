@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "wait.h"
+#include "interp.h"
 
 /* ======================================================================
  * Encoded values ("blobs")
@@ -43,30 +44,6 @@ int mg_is_natively_shareable(mg_state *st, PyObject *obj);
 mg_blob *mg_blob_move_to_heap(mg_blob *b);      /* NULL on no memory; b left empty on success */
 void mg_blob_free(mg_blob *b);                  /* clear + free */
 
-/* ======================================================================
- * Interpreters: registry and thread-state cache (interp.c)
- * ====================================================================== */
-
-/* The registry entry of the interpreter the calling thread is attached to;
- * registered on first use.  Never NULL while _core is imported there. */
-mg_interp *mg_interp_current(void);
-int64_t mg_interp_id(const mg_interp *ip);
-
-/* Run `fn(arg)` later, attached to interpreter `owner_id` (the owner of the
- * PyObject that `arg` keeps alive).  Used to release objects kept alive for
- * other interpreters: only their owner may drop them.  Returns 0 if queued,
- * -1 if the owner is gone (then fn is not called and arg must be leaked or
- * freed without Python API). Thread-safe, needs no GIL. */
-int mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg);
-/* Run what was deferred to the current interpreter. Needs its GIL. */
-void mg_interp_run_deferred(void);
-/* Count of live exports of the owner's objects to other interpreters; an
- * interpreter with live exports cannot be closed. */
-void mg_interp_exports_add(int64_t owner_id, long delta);
-
-/* The _core state of the interpreter the calling thread is attached to, or NULL
- * with ImportError set if _core was never imported there. */
-mg_state *mg_current_state(void);
 
 
 /* ======================================================================
@@ -77,7 +54,6 @@ int mg_queue_init(PyObject *module, mg_state *st);    /* queue.c */
 int mg_shm_init(PyObject *module, mg_state *st);      /* shm.c */
 int mg_sync_init(PyObject *module, mg_state *st);     /* sync.c */
 int mg_worker_init(PyObject *module, mg_state *st);   /* worker.c */
-int mg_interp_module_init(PyObject *module, mg_state *st); /* interp.c */
 
 /* Raw queue of blobs used by Queue objects and by executor workers (queue.c) */
 typedef struct mg_queue mg_queue;

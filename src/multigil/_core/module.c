@@ -26,21 +26,6 @@ import_attr(const char *module, const char *name)
     return attr;
 }
 
-mg_state *
-mg_current_state(void)
-{
-    mg_interp *ip = mg_interp_current();
-    if (ip == NULL) {
-        return NULL;
-    }
-    mg_state *st = mg_interp_state(ip);
-    if (st == NULL) {
-        PyErr_SetString(PyExc_ImportError,
-                        "multigil._core is not imported in this interpreter");
-    }
-    return st;
-}
-
 PyObject *
 mg_remote(mg_state *st)
 {
@@ -203,14 +188,8 @@ core_create(PyObject *module, PyObject *arg)
     if (bootstrap == NULL) {
         return NULL;
     }
-    char *error = NULL;
-    int64_t id = mg_interp_create(st, bootstrap, &error);
+    int64_t id = mg_interp_create(st, bootstrap);
     if (id < 0) {
-        if (error) {
-            mg_raise(st, MG_ERR_INTERPRETER,
-                     "a new interpreter failed to start: %s", error);
-            PyMem_RawFree(error);
-        }
         return NULL;
     }
     return PyLong_FromLongLong(id);
@@ -324,7 +303,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int ok;
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     if (sub == NULL) {
         /* no _core there: describe the ImportError with a bare tuple */
         PyErr_Clear();
@@ -376,7 +355,7 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob out;
     mg_blob_init(&out);
     int ok = 1;
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     PyObject *main_mod = sub ? PyImport_AddModule("__main__") : NULL;  /* borrowed */
     if (main_mod) {
         PyObject *ns = PyModule_GetDict(main_mod);
@@ -433,7 +412,7 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int ok = 1;
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     if (sub == NULL) {
         PyErr_Clear();
         ok = -1;
@@ -499,14 +478,6 @@ core_list_all(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
-core_owned_ids(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    return mg_interp_owned_ids();
-}
-
-static PyObject *
 core_get_current(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -562,8 +533,6 @@ static PyMethodDef core_methods[] = {
     {"import_in_main", core_import_in_main, METH_O, import_in_main__doc__},
     {"list_all", core_list_all, METH_NOARGS,
      "list_all($module, /)\n--\n\n(id, whence) of every known interpreter."},
-    {"owned_ids", core_owned_ids, METH_NOARGS,
-     "owned_ids($module, /)\n--\n\nIds of the interpreters multigil created."},
     {"get_current", core_get_current, METH_NOARGS,
      "get_current($module, /)\n--\n\nThe id of the current interpreter."},
     {"get_main", core_get_main, METH_NOARGS,
@@ -583,7 +552,7 @@ core_exec_module(PyObject *module)
 {
     mg_state *st = PyModule_GetState(module);
     if (mg_wait_init() < 0 ||
-        mg_interp_module_init(module, st) < 0 ||
+        mg_interp_init(st) < 0 ||
         mg_xidata_init(module, st) < 0 ||
         mg_shm_init(module, st) < 0 ||
         mg_sync_init(module, st) < 0 ||
@@ -611,10 +580,7 @@ static void
 core_free(void *module)
 {
     mg_state *st = PyModule_GetState((PyObject *)module);
-    if (st->interp) {
-        mg_interp_forget_current(st->interp, st);
-        st->interp = NULL;
-    }
+    mg_interp_forget(st);
     mg_state_clear(st);
 }
 

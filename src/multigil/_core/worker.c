@@ -251,7 +251,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(qobj);
         return NULL;
     }
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     if (sub == NULL || s.saved == NULL) {
         PyErr_Clear();
         mg_leave(&s);
@@ -354,7 +354,7 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
         return NULL;
     }
     int hit = 0;
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     /* Holding the worker interpreter's GIL: current_task cannot change now. */
     if (sub && atomic_load(&self->raw->current_task) == task_id) {
         PyObject *exc = mg_error_type(sub, MG_ERR_TASK_CANCELLED);
