@@ -6,32 +6,8 @@
 #include "base.h"
 #include "wait.h"
 #include "interp.h"
+#include "blob.h"
 
-/* ======================================================================
- * Encoded values ("blobs")
- * ======================================================================
- * The interpreter-free form of a Python value: a byte string plus the shared
- * raw objects it references.  Built in the sender, rebuilt in the receiver.
- */
-typedef struct mg_blob {
-    char *data;                 /* PyMem_RawMalloc'd */
-    size_t size, capacity;
-    mg_shared **handles;        /* each one reference owned by the blob */
-    size_t nhandles, hcapacity;
-    int flags;                  /* the MG_ENCODE_* flags it was built with,
-                                   plus private bits of xidata.c (storage) */
-    size_t nborrowed;           /* payloads pointing into the sender's objects
-                                   (MG_ENCODE_BORROW): the sender must keep the
-                                   encoded value alive until the blob is decoded */
-} mg_blob;
-
-/* MG_ENCODE_BORROW: the blob may point into objects reachable from the encoded
- * value instead of copying them (large bytes/str payloads).  Only for the
- * synchronous call path, where the sender blocks until the receiver decoded. */
-#define MG_ENCODE_BORROW 0x1
-
-void mg_blob_init(mg_blob *b);
-void mg_blob_clear(mg_blob *b);          /* frees data, drops handle refs */
 /* Encode `obj` into `out` (initialized by the caller).  Returns 0, or -1 with
  * an exception set (NotShareableError naming the type) and `out` cleared. */
 int mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags);
@@ -40,9 +16,6 @@ int mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags);
 PyObject *mg_decode(mg_state *st, const mg_blob *b);
 /* 1 if `obj` crosses natively (no pickle), else 0. */
 int mg_is_natively_shareable(mg_state *st, PyObject *obj);
-/* Heap blob helpers for queues: move `b` to the heap and back. */
-mg_blob *mg_blob_move_to_heap(mg_blob *b);      /* NULL on no memory; b left empty on success */
-void mg_blob_free(mg_blob *b);                  /* clear + free */
 
 
 

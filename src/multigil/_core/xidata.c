@@ -34,276 +34,9 @@
 /* Pickle out-of-band buffers at least this big go into their own raw chunk,
  * viewed in place by the receiver; smaller ones are copied into the stream. */
 #define MG_CHUNK_MIN (64 * 1024)
-#define MG_BLOB_MIN_CAPACITY 256
 #define MG_PICKLE_PROTOCOL 5
-/* mg_blob_move_to_heap copies streams up to this big into the allocation of
- * the heap blob itself; bigger ones keep their buffer, trimmed of slack. */
-#define MG_COMPACT_MAX 4096
-/* T_TABLE's header: the tag and the stream's length in 7 bytes.  A multiple
- * of 8, so that moving the stream behind it keeps the STR2/STR4 alignment. */
-#define TABLE_HEADER 8
-
-/* A private bit of mg_blob.flags (MG_ENCODE_* use the low bits): the data and
- * handles of the blob live in the blob's own allocation (see
- * mg_blob_move_to_heap), so they are freed with it, never on their own. */
-#define MG_BLOB_COMPACT 0x40000000
-
-/*************************************************************************
- * Stream format                                                        *
- *************************************************************************
- *
- * Every value is a tag byte followed by its payload.  "n" is an unsigned
- * LEB128 varint; "ptr" is a native pointer (8 bytes on 64-bit).
- *
- *   NONE TRUE FALSE             -
- *   INT8/16/32/64               the value in 1/2/4/8 bytes
- *   BIGINT_LE                   n, then n bytes two's complement little endian (3.13+)
- *   BIGINT_HEX                  n, then n ASCII bytes as int(x, 16) reads them (3.12)
- *   FLOAT                       8 bytes;  COMPLEX: 16 bytes
- *   STR1/STR2/STR4              n code points, padding to the kind's alignment,
- *                               then the PEP 393 data (so lone surrogates survive)
- *   STR_REF                     kind byte, n code points, ptr   (MG_ENCODE_BORROW)
- *   BYTES, BYTEARRAY            n, then n bytes
- *   BYTES_REF                   n, ptr                          (MG_ENCODE_BORROW)
- *   TUPLE LIST SET FROZENSET    n, then n values
- *   DICT                        n, then n (key, value) pairs
- *   HANDLE                      n = index into blob->handles
- *   PICKLE                      n, n bytes of pickle, then the count of
- *                               out-of-band buffers, each INLINE (n, n bytes)
- *                               or CHUNK (n = index into blob->handles)
- *   PICKLE_REF                  n = index into the value's pickle table
- *
- * A value whose containers hold non-native items is a table blob: TABLE, the
- * length L of the stream in 7 bytes (little endian), the stream (L bytes, its
- * non-native items written as PICKLE_REF), then one PICKLE of the list of
- * those items, the table.  TABLE appears only as the first byte of a blob; a
- * non-native value at the top is a plain PICKLE.
- */
-enum {
-    T_NONE = 1,
-    T_TRUE,
-    T_FALSE,
-    T_INT8,
-    T_INT16,
-    T_INT32,
-    T_INT64,
-    T_BIGINT_LE,
-    T_BIGINT_HEX,
-    T_FLOAT,
-    T_COMPLEX,
-    T_STR1,
-    T_STR2,
-    T_STR4,
-    T_STR_REF,
-    T_BYTES,
-    T_BYTES_REF,
-    T_BYTEARRAY,
-    T_TUPLE,
-    T_LIST,
-    T_DICT,
-    T_SET,
-    T_FROZENSET,
-    T_HANDLE,
-    T_PICKLE,
-    T_PICKLE_REF,
-    T_TABLE,
-};
 
 enum { PB_INLINE = 1, PB_CHUNK = 2 };
-
-/*************************************************************************
- * Blobs                                                                *
- *************************************************************************/
-
-void
-mg_blob_init(mg_blob *b)
-{
-    memset(b, 0, sizeof(*b));
-}
-
-void
-mg_blob_clear(mg_blob *b)
-{
-    for (size_t i = 0; i < b->nhandles; i++) {
-        mg_shared_decref(b->handles[i]);
-    }
-    if (!(b->flags & MG_BLOB_COMPACT)) {
-        PyMem_RawFree(b->handles);
-        PyMem_RawFree(b->data);
-    }
-    mg_blob_init(b);
-}
-
-/* A heap blob waits in a queue for as long as nobody takes it, so it must
- * cost what it holds, not what encoding it took: the stream buffer starts at
- * MG_BLOB_MIN_CAPACITY and grows by doubling, and a queued small int used to
- * hold ~350 bytes.  A small stream is copied, with its handles, into the
- * allocation of the heap blob itself (one malloc: 80 bytes for a small int;
- * Queue.put() does better still, see queue.c); a big one keeps its buffer,
- * shrunk to its size in place when the slack is large. */
-mg_blob *
-mg_blob_move_to_heap(mg_blob *b)
-{
-    mg_blob *h;
-    int compact = (b->flags & MG_BLOB_COMPACT) != 0;
-    if (b->size <= MG_COMPACT_MAX || compact) {
-        /* Laid out [mg_blob][handles][data]: both stay pointer-aligned, as the
-         * decoder wants the data (it aligns UCS2/UCS4 relative to it). */
-        size_t hbytes = b->nhandles * sizeof(mg_shared *);
-        h = (mg_blob *)PyMem_RawMalloc(sizeof(*h) + hbytes + b->size);
-        if (h == NULL) {
-            return NULL;
-        }
-        char *tail = (char *)(h + 1);
-        *h = *b;
-        h->handles = NULL;
-        h->hcapacity = 0;
-        h->data = NULL;
-        h->capacity = 0;
-        if (b->nhandles > 0) {
-            memcpy(tail, b->handles, hbytes);   /* the references move along */
-            h->handles = (mg_shared **)tail;
-            h->hcapacity = b->nhandles;
-        }
-        if (b->size > 0) {
-            memcpy(tail + hbytes, b->data, b->size);
-            h->data = tail + hbytes;
-            h->capacity = b->size;
-        }
-        h->flags |= MG_BLOB_COMPACT;
-        if (!compact) {
-            PyMem_RawFree(b->handles);
-            PyMem_RawFree(b->data);
-        }
-        mg_blob_init(b);
-        return h;
-    }
-    h = (mg_blob *)PyMem_RawMalloc(sizeof(*h));
-    if (h == NULL) {
-        return NULL;
-    }
-    /* Doubling leaves up to half the buffer unused; a big single write leaves
-     * an eighth (blob_grow), not worth a realloc.  Shrinking reallocs are done
-     * in place (glibc splits the chunk or mremaps), no copy. */
-    if (b->capacity - b->size > b->capacity / 8) {
-        char *p = (char *)PyMem_RawRealloc(b->data, b->size);
-        if (p != NULL) {
-            b->data = p;
-            b->capacity = b->size;
-        }
-    }
-    *h = *b;
-    mg_blob_init(b);
-    return h;
-}
-
-void
-mg_blob_free(mg_blob *b)
-{
-    if (b != NULL) {
-        mg_blob_clear(b);
-        PyMem_RawFree(b);
-    }
-}
-
-/*************************************************************************
- * Writing                                                              *
- *************************************************************************/
-
-/* Geometric growth: amortized O(1) per byte however the blob is written. */
-static int
-blob_grow(mg_blob *b, size_t need)
-{
-    if (need > (size_t)PY_SSIZE_T_MAX - b->size) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    size_t cap = MG_BLOB_MIN_CAPACITY;
-    if (b->capacity) {
-        cap = b->capacity <= (size_t)PY_SSIZE_T_MAX / 2 ? 2 * b->capacity : (size_t)PY_SSIZE_T_MAX;
-    }
-    /* One big write (a large bytes) gets what it needs, not twice that:
-     * doubling 16 MiB past glibc's mmap threshold would fault in fresh
-     * pages on every send.  An eighth more leaves room for what follows. */
-    if (cap - b->size < need) {
-        size_t want = b->size + need;
-        cap = want + (want <= (size_t)PY_SSIZE_T_MAX - want / 8 ? want / 8 : 0);
-    }
-    char *p = (char *)PyMem_RawRealloc(b->data, cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = p;
-    b->capacity = cap;
-    return 0;
-}
-
-static inline int
-reserve(mg_blob *b, size_t n)
-{
-    return (b->capacity - b->size >= n) ? 0 : blob_grow(b, n);
-}
-
-/* The put_* helpers assume reserve() made room: 10 bytes for a varint. */
-#define VARINT_MAX 10
-
-static inline void
-put_u8(mg_blob *b, unsigned v)
-{
-    b->data[b->size++] = (char)v;
-}
-
-static inline void
-put_varint(mg_blob *b, uint64_t v)
-{
-    while (v >= 0x80) {
-        b->data[b->size++] = (char)(v | 0x80);
-        v >>= 7;
-    }
-    b->data[b->size++] = (char)v;
-}
-
-static inline void
-put_raw(mg_blob *b, const void *p, size_t n)
-{
-    if (n > 0) {
-        memcpy(b->data + b->size, p, n);
-        b->size += n;
-    }
-}
-
-static inline void
-put_ptr(mg_blob *b, const void *p)
-{
-    memcpy(b->data + b->size, &p, sizeof(p));
-    b->size += sizeof(p);
-}
-
-/* Takes the reference `raw` (dropped on failure). */
-static int
-put_handle(mg_blob *b, mg_shared *raw)
-{
-    if (b->nhandles == b->hcapacity) {
-        size_t cap = b->hcapacity ? 2 * b->hcapacity : 4;
-        mg_shared **h = (mg_shared **)PyMem_RawRealloc(b->handles, cap * sizeof(*h));
-        if (h == NULL) {
-            mg_shared_decref(raw);
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->handles = h;
-        b->hcapacity = cap;
-    }
-    size_t idx = b->nhandles;
-    b->handles[b->nhandles++] = raw;
-    if (reserve(b, 1 + VARINT_MAX) < 0) {
-        return -1;      /* the handle stays in the blob, cleared with it */
-    }
-    put_u8(b, T_HANDLE);
-    put_varint(b, idx);
-    return 0;
-}
 
 /*************************************************************************
  * Pickle, the fallback                                                 *
@@ -434,21 +167,21 @@ put_pickle_buffer(mg_blob *b, PyObject *pb)
         if (chunk == NULL) {
             goto done;
         }
-        if (reserve(b, 1) < 0) {
+        if (mg_reserve(b, 1) < 0) {
             mg_shared_decref(chunk);
             goto done;
         }
-        put_u8(b, PB_CHUNK);
-        /* put_handle writes T_HANDLE + index: read back as such. */
-        rc = put_handle(b, chunk);
+        mg_put_u8(b, PB_CHUNK);
+        /* put_handle writes MG_T_HANDLE + index: read back as such. */
+        rc = mg_put_handle(b, chunk);
     }
     else {
-        if (reserve(b, 1 + VARINT_MAX + n) < 0) {
+        if (mg_reserve(b, 1 + MG_VARINT_MAX + n) < 0) {
             goto done;
         }
-        put_u8(b, PB_INLINE);
-        put_varint(b, n);
-        put_raw(b, view.buf, n);
+        mg_put_u8(b, PB_INLINE);
+        mg_put_varint(b, n);
+        mg_put_raw(b, view.buf, n);
         rc = 0;
     }
 done:
@@ -489,7 +222,7 @@ pickle_dumps(mg_state *st, PyObject *obj, PyObject **buffers)
     return data;
 }
 
-/* Append a T_PICKLE: the pickle `data` and its out-of-band `buffers`. */
+/* Append a MG_T_PICKLE: the pickle `data` and its out-of-band `buffers`. */
 static int
 put_pickled(mg_blob *b, PyObject *data, PyObject *buffers)
 {
@@ -499,13 +232,13 @@ put_pickled(mg_blob *b, PyObject *data, PyObject *buffers)
         return -1;
     }
     Py_ssize_t nbuf = PyList_GET_SIZE(buffers);
-    if (reserve(b, 1 + 2 * VARINT_MAX + (size_t)n) < 0) {
+    if (mg_reserve(b, 1 + 2 * MG_VARINT_MAX + (size_t)n) < 0) {
         return -1;
     }
-    put_u8(b, T_PICKLE);
-    put_varint(b, (uint64_t)n);
-    put_raw(b, p, (size_t)n);
-    put_varint(b, (uint64_t)nbuf);
+    mg_put_u8(b, MG_T_PICKLE);
+    mg_put_varint(b, (uint64_t)n);
+    mg_put_raw(b, p, (size_t)n);
+    mg_put_varint(b, (uint64_t)nbuf);
     for (Py_ssize_t i = 0; i < nbuf; i++) {
         if (put_pickle_buffer(b, PyList_GET_ITEM(buffers, i)) < 0) {
             return -1;
@@ -599,11 +332,11 @@ enc_bigint(enc_t *e, PyObject *o)
     if (n < 0) {
         return -1;
     }
-    if (reserve(b, 1 + VARINT_MAX + (size_t)n) < 0) {
+    if (mg_reserve(b, 1 + MG_VARINT_MAX + (size_t)n) < 0) {
         return -1;
     }
-    put_u8(b, T_BIGINT_LE);
-    put_varint(b, (uint64_t)n);
+    mg_put_u8(b, MG_T_BIGINT_LE);
+    mg_put_varint(b, (uint64_t)n);
     Py_ssize_t got = PyLong_AsNativeBytes(o, b->data + b->size, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
     if (got < 0) {
         return -1;
@@ -623,13 +356,13 @@ enc_bigint(enc_t *e, PyObject *o)
     }
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(hex, &n);
-    if (s == NULL || reserve(b, 1 + VARINT_MAX + (size_t)n) < 0) {
+    if (s == NULL || mg_reserve(b, 1 + MG_VARINT_MAX + (size_t)n) < 0) {
         Py_DECREF(hex);
         return -1;
     }
-    put_u8(b, T_BIGINT_HEX);
-    put_varint(b, (uint64_t)n);
-    put_raw(b, s, (size_t)n);
+    mg_put_u8(b, MG_T_BIGINT_HEX);
+    mg_put_varint(b, (uint64_t)n);
+    mg_put_raw(b, s, (size_t)n);
     Py_DECREF(hex);
     return 0;
 #endif
@@ -654,28 +387,28 @@ enc_int(enc_t *e, PyObject *o)
         }
     }
     mg_blob *b = e->b;
-    if (reserve(b, 9) < 0) {
+    if (mg_reserve(b, 9) < 0) {
         return -1;
     }
     if (v >= INT8_MIN && v <= INT8_MAX) {
         int8_t x = (int8_t)v;
-        put_u8(b, T_INT8);
-        put_raw(b, &x, 1);
+        mg_put_u8(b, MG_T_INT8);
+        mg_put_raw(b, &x, 1);
     }
     else if (v >= INT16_MIN && v <= INT16_MAX) {
         int16_t x = (int16_t)v;
-        put_u8(b, T_INT16);
-        put_raw(b, &x, 2);
+        mg_put_u8(b, MG_T_INT16);
+        mg_put_raw(b, &x, 2);
     }
     else if (v >= INT32_MIN && v <= INT32_MAX) {
         int32_t x = (int32_t)v;
-        put_u8(b, T_INT32);
-        put_raw(b, &x, 4);
+        mg_put_u8(b, MG_T_INT32);
+        mg_put_raw(b, &x, 4);
     }
     else {
         int64_t x = (int64_t)v;
-        put_u8(b, T_INT64);
-        put_raw(b, &x, 8);
+        mg_put_u8(b, MG_T_INT64);
+        mg_put_raw(b, &x, 8);
     }
     return 0;
 }
@@ -689,25 +422,25 @@ enc_str(enc_t *e, PyObject *o, int borrow)
     const void *data = PyUnicode_DATA(o);
     size_t nbytes = (size_t)n * kind;
     if (borrow && nbytes >= MG_BORROW_MIN) {
-        if (reserve(b, 2 + VARINT_MAX + sizeof(void *)) < 0) {
+        if (mg_reserve(b, 2 + MG_VARINT_MAX + sizeof(void *)) < 0) {
             return -1;
         }
-        put_u8(b, T_STR_REF);
-        put_u8(b, kind);
-        put_varint(b, (uint64_t)n);
-        put_ptr(b, data);
+        mg_put_u8(b, MG_T_STR_REF);
+        mg_put_u8(b, kind);
+        mg_put_varint(b, (uint64_t)n);
+        mg_put_ptr(b, data);
         return 0;
     }
-    if (reserve(b, 1 + VARINT_MAX + 3 + nbytes) < 0) {
+    if (mg_reserve(b, 1 + MG_VARINT_MAX + 3 + nbytes) < 0) {
         return -1;
     }
-    put_u8(b, kind == 1 ? T_STR1 : kind == 2 ? T_STR2 : T_STR4);
-    put_varint(b, (uint64_t)n);
+    mg_put_u8(b, kind == 1 ? MG_T_STR1 : kind == 2 ? MG_T_STR2 : MG_T_STR4);
+    mg_put_varint(b, (uint64_t)n);
     /* UCS2/UCS4 data is read in place by PyUnicode_FromKindAndData: align it. */
     while (b->size & (kind - 1)) {
-        put_u8(b, 0);
+        mg_put_u8(b, 0);
     }
-    put_raw(b, data, nbytes);
+    mg_put_raw(b, data, nbytes);
     return 0;
 }
 
@@ -716,31 +449,31 @@ enc_bytes(enc_t *e, int tag, const char *p, size_t n, int borrow)
 {
     mg_blob *b = e->b;
     if (borrow && n >= MG_BORROW_MIN) {
-        if (reserve(b, 1 + VARINT_MAX + sizeof(void *)) < 0) {
+        if (mg_reserve(b, 1 + MG_VARINT_MAX + sizeof(void *)) < 0) {
             return -1;
         }
-        put_u8(b, T_BYTES_REF);
-        put_varint(b, n);
-        put_ptr(b, p);
+        mg_put_u8(b, MG_T_BYTES_REF);
+        mg_put_varint(b, n);
+        mg_put_ptr(b, p);
         return 0;
     }
-    if (reserve(b, 1 + VARINT_MAX + n) < 0) {
+    if (mg_reserve(b, 1 + MG_VARINT_MAX + n) < 0) {
         return -1;
     }
-    put_u8(b, (unsigned)tag);
-    put_varint(b, n);
-    put_raw(b, p, n);
+    mg_put_u8(b, (unsigned)tag);
+    mg_put_varint(b, n);
+    mg_put_raw(b, p, n);
     return 0;
 }
 
 static inline int
 put_header(enc_t *e, int tag, Py_ssize_t n)
 {
-    if (reserve(e->b, 1 + VARINT_MAX) < 0) {
+    if (mg_reserve(e->b, 1 + MG_VARINT_MAX) < 0) {
         return -1;
     }
-    put_u8(e->b, (unsigned)tag);
-    put_varint(e->b, (uint64_t)n);
+    mg_put_u8(e->b, (unsigned)tag);
+    mg_put_varint(e->b, (uint64_t)n);
     return 0;
 }
 
@@ -748,7 +481,7 @@ static int
 enc_tuple(enc_t *e, PyObject *o, int depth, int borrow)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(o);
-    if (put_header(e, T_TUPLE, n) < 0) {
+    if (put_header(e, MG_T_TUPLE, n) < 0) {
         return -1;
     }
     /* A tuple can't change, and the caller holds it: its items are safe. */
@@ -764,7 +497,7 @@ static int
 enc_list(enc_t *e, PyObject *o, int depth)
 {
     Py_ssize_t n = PyList_GET_SIZE(o);
-    if (put_header(e, T_LIST, n) < 0) {
+    if (put_header(e, MG_T_LIST, n) < 0) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -793,7 +526,7 @@ enc_dict(enc_t *e, PyObject *o, int depth)
 {
     Py_ssize_t n = PyDict_GET_SIZE(o), pos = 0, count = 0;
     PyObject *k, *v;
-    if (put_header(e, T_DICT, n) < 0) {
+    if (put_header(e, MG_T_DICT, n) < 0) {
         return -1;
     }
     while (PyDict_Next(o, &pos, &k, &v)) {
@@ -885,7 +618,7 @@ enc_wrapper(enc_t *e, PyObject *o)
         return -1;
     }
     mg_shared_incref(raw);
-    return put_handle(e->b, raw);
+    return mg_put_handle(e->b, raw);
 }
 
 static int
@@ -895,7 +628,7 @@ enc_memoryview(enc_t *e, PyObject *o)
     if (raw == NULL) {
         return not_shareable(e->st, o, "cannot share its memory: ");
     }
-    return put_handle(e->b, raw);
+    return mg_put_handle(e->b, raw);
 }
 
 /* A non-native item inside a container: set it aside in the table, to be
@@ -910,11 +643,11 @@ enc_defer(enc_t *e, PyObject *o)
         return -1;
     }
     size_t idx = (size_t)PyList_GET_SIZE(e->table);
-    if (reserve(e->b, 1 + VARINT_MAX) < 0 || PyList_Append(e->table, o) < 0) {
+    if (mg_reserve(e->b, 1 + MG_VARINT_MAX) < 0 || PyList_Append(e->table, o) < 0) {
         return -1;
     }
-    put_u8(e->b, T_PICKLE_REF);
-    put_varint(e->b, idx);
+    mg_put_u8(e->b, MG_T_PICKLE_REF);
+    mg_put_varint(e->b, idx);
     return 0;
 }
 
@@ -936,14 +669,14 @@ enc_table(enc_t *e)
     if (data == NULL) {
         return table_error(e->st, e->table);
     }
-    int rc = reserve(b, TABLE_HEADER);
+    int rc = mg_reserve(b, MG_TABLE_HEADER);
     if (rc == 0) {
-        memmove(b->data + TABLE_HEADER, b->data, n);
-        b->data[0] = (char)T_TABLE;
-        for (int i = 0; i < TABLE_HEADER - 1; i++) {
+        memmove(b->data + MG_TABLE_HEADER, b->data, n);
+        b->data[0] = (char)MG_T_TABLE;
+        for (int i = 0; i < MG_TABLE_HEADER - 1; i++) {
             b->data[1 + i] = (char)(unsigned char)(n >> (8 * i));
         }
-        b->size += TABLE_HEADER;
+        b->size += MG_TABLE_HEADER;
         rc = put_pickled(b, data, buffers);
     }
     Py_DECREF(data);
@@ -967,18 +700,18 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
     }
     if (tp == &PyFloat_Type) {
         double d = PyFloat_AS_DOUBLE(o);
-        if (reserve(b, 1 + sizeof(d)) < 0) {
+        if (mg_reserve(b, 1 + sizeof(d)) < 0) {
             return -1;
         }
-        put_u8(b, T_FLOAT);
-        put_raw(b, &d, sizeof(d));
+        mg_put_u8(b, MG_T_FLOAT);
+        mg_put_raw(b, &d, sizeof(d));
         return 0;
     }
     if (o == Py_None || tp == &PyBool_Type) {
-        if (reserve(b, 1) < 0) {
+        if (mg_reserve(b, 1) < 0) {
             return -1;
         }
-        put_u8(b, o == Py_None ? T_NONE : o == Py_True ? T_TRUE : T_FALSE);
+        mg_put_u8(b, o == Py_None ? MG_T_NONE : o == Py_True ? MG_T_TRUE : MG_T_FALSE);
         return 0;
     }
     if (tp == &PyTuple_Type) {
@@ -991,27 +724,27 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
         return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_dict(e, o, depth);
     }
     if (tp == &PyBytes_Type) {
-        return enc_bytes(e, T_BYTES, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o), borrow);
+        return enc_bytes(e, MG_T_BYTES, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o), borrow);
     }
     if (tp == &PyByteArray_Type) {
         /* Never borrowed: another thread of the sender may resize it. */
-        return enc_bytes(e, T_BYTEARRAY, PyByteArray_AS_STRING(o),
+        return enc_bytes(e, MG_T_BYTEARRAY, PyByteArray_AS_STRING(o),
                          (size_t)PyByteArray_GET_SIZE(o), 0);
     }
     if (tp == &PyComplex_Type) {
         Py_complex c = PyComplex_AsCComplex(o);
-        if (reserve(b, 1 + sizeof(c)) < 0) {
+        if (mg_reserve(b, 1 + sizeof(c)) < 0) {
             return -1;
         }
-        put_u8(b, T_COMPLEX);
-        put_raw(b, &c, sizeof(c));
+        mg_put_u8(b, MG_T_COMPLEX);
+        mg_put_raw(b, &c, sizeof(c));
         return 0;
     }
     if (tp == &PySet_Type) {
-        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, T_SET, depth, 0);
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, MG_T_SET, depth, 0);
     }
     if (tp == &PyFrozenSet_Type) {
-        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, T_FROZENSET, depth, borrow);
+        return depth >= MG_MAX_DEPTH ? too_deep(e) : enc_set(e, o, MG_T_FROZENSET, depth, borrow);
     }
     if (tp == &PyMemoryView_Type) {
         return enc_memoryview(e, o);
@@ -1027,18 +760,7 @@ int
 mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
 {
     /* Reuse the caller's capacity, if any; start from an empty stream. */
-    for (size_t i = 0; i < out->nhandles; i++) {
-        mg_shared_decref(out->handles[i]);
-    }
-    if (out->flags & MG_BLOB_COMPACT) {
-        /* That storage is part of the blob's allocation: it can't grow. */
-        out->data = NULL;
-        out->handles = NULL;
-        out->capacity = out->hcapacity = 0;
-    }
-    out->nhandles = 0;
-    out->size = 0;
-    out->flags = flags;
+    mg_blob_reset(out, flags);
     enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0, NULL};
     int rc = enc(&e, obj, 0, e.borrow);
     if (rc == 0 && e.table != NULL) {
@@ -1124,74 +846,10 @@ mg_is_natively_shareable(mg_state *st, PyObject *obj)
  *************************************************************************/
 
 typedef struct {
+    mg_reader r;
     mg_state *st;
-    const mg_blob *b;
-    const unsigned char *p, *end;
     PyObject *table;    /* the unpickled table of a table blob (borrowed), or NULL */
 } dec_t;
-
-static PyObject *
-malformed(const char *what)
-{
-    PyErr_Format(PyExc_ValueError, "multigil: malformed cross-interpreter data (%s)", what);
-    return NULL;
-}
-
-static inline int
-get_varint(dec_t *d, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (d->p >= d->end) {
-            break;
-        }
-        unsigned c = *d->p++;
-        if (shift == 63 && (c & 0x7e)) {
-            break;      /* more than 64 bits */
-        }
-        v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    malformed("bad length");
-    return -1;
-}
-
-static inline size_t
-remaining(const dec_t *d)
-{
-    return (size_t)(d->end - d->p);
-}
-
-/* A length, checked to fit in what is left when each unit takes `unit` bytes. */
-static inline int
-get_len(dec_t *d, size_t unit, size_t *out)
-{
-    uint64_t n;
-    if (get_varint(d, &n) < 0) {
-        return -1;
-    }
-    if (n > remaining(d) / unit) {
-        malformed("truncated");
-        return -1;
-    }
-    *out = (size_t)n;
-    return 0;
-}
-
-static inline int
-get_raw(dec_t *d, void *dst, size_t n)
-{
-    if (remaining(d) < n) {
-        malformed("truncated");
-        return -1;
-    }
-    memcpy(dst, d->p, n);
-    d->p += n;
-    return 0;
-}
 
 static PyObject *dec(dec_t *d, int depth);
 
@@ -1199,16 +857,16 @@ static PyObject *
 dec_bigint(dec_t *d, int tag)
 {
     size_t n;
-    if (get_len(d, 1, &n) < 0) {
+    if (mg_get_len(&d->r, 1, &n) < 0) {
         return NULL;
     }
-    const unsigned char *p = d->p;
-    d->p += n;
-    if (tag == T_BIGINT_LE) {
+    const unsigned char *p = d->r.p;
+    d->r.p += n;
+    if (tag == MG_T_BIGINT_LE) {
 #if PY_VERSION_HEX >= 0x030D0000
         return PyLong_FromNativeBytes(p, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
 #else
-        return malformed("int encoded by a newer Python");
+        return mg_malformed("int encoded by a newer Python");
 #endif
     }
     /* PyLong_FromString wants a NUL-terminated string. */
@@ -1222,7 +880,7 @@ dec_bigint(dec_t *d, int tag)
     PyObject *v = PyLong_FromString(s, &endp, 16);
     if (v != NULL && endp != s + n) {
         Py_CLEAR(v);
-        malformed("bad int");
+        mg_malformed("bad int");
     }
     PyMem_RawFree(s);
     return v;
@@ -1248,24 +906,24 @@ static PyObject *
 dec_str(dec_t *d, int kind)
 {
     size_t n;
-    if (get_len(d, (size_t)kind, &n) < 0) {
+    if (mg_get_len(&d->r, (size_t)kind, &n) < 0) {
         return NULL;
     }
     /* Skip the alignment padding (the blob data is malloc-aligned). */
     if (kind > 1) {
-        size_t pad = (size_t)(-((const char *)d->p - d->b->data)) & (size_t)(kind - 1);
-        if (pad > remaining(d)) {
-            return malformed("truncated");
+        size_t pad = (size_t)(-((const char *)d->r.p - d->r.b->data)) & (size_t)(kind - 1);
+        if (pad > mg_remaining(&d->r)) {
+            return mg_malformed("truncated");
         }
-        d->p += pad;
+        d->r.p += pad;
     }
-    if (n > remaining(d) / (size_t)kind) {
-        return malformed("truncated");
+    if (n > mg_remaining(&d->r) / (size_t)kind) {
+        return mg_malformed("truncated");
     }
-    const unsigned char *p = d->p;
-    d->p += n * (size_t)kind;
+    const unsigned char *p = d->r.p;
+    d->r.p += n * (size_t)kind;
     if (kind == 4 && !ucs4_valid(p, n)) {
-        return malformed("bad code point");
+        return mg_malformed("bad code point");
     }
     return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
 }
@@ -1276,14 +934,14 @@ dec_str_ref(dec_t *d)
     unsigned char kind;
     uint64_t n;
     const void *p;
-    if (get_raw(d, &kind, 1) < 0 || get_varint(d, &n) < 0 || get_raw(d, &p, sizeof(p)) < 0) {
+    if (mg_get_raw(&d->r, &kind, 1) < 0 || mg_get_varint(&d->r, &n) < 0 || mg_get_raw(&d->r, &p, sizeof(p)) < 0) {
         return NULL;
     }
     if ((kind != 1 && kind != 2 && kind != 4) || n > (uint64_t)PY_SSIZE_T_MAX / 4) {
-        return malformed("bad string");
+        return mg_malformed("bad string");
     }
     if (kind == 4 && !ucs4_valid(p, (size_t)n)) {
-        return malformed("bad code point");
+        return mg_malformed("bad code point");
     }
     return PyUnicode_FromKindAndData(kind, p, (Py_ssize_t)n);
 }
@@ -1293,24 +951,24 @@ dec_bytes(dec_t *d, int tag)
 {
     size_t n;
     const char *p;
-    if (tag == T_BYTES_REF) {
+    if (tag == MG_T_BYTES_REF) {
         uint64_t n64;
-        if (get_varint(d, &n64) < 0 || get_raw(d, &p, sizeof(p)) < 0) {
+        if (mg_get_varint(&d->r, &n64) < 0 || mg_get_raw(&d->r, &p, sizeof(p)) < 0) {
             return NULL;
         }
         if (n64 > (uint64_t)PY_SSIZE_T_MAX) {
-            return malformed("bad bytes");
+            return mg_malformed("bad bytes");
         }
         n = (size_t)n64;
     }
     else {
-        if (get_len(d, 1, &n) < 0) {
+        if (mg_get_len(&d->r, 1, &n) < 0) {
             return NULL;
         }
-        p = (const char *)d->p;
-        d->p += n;
+        p = (const char *)d->r.p;
+        d->r.p += n;
     }
-    if (tag == T_BYTEARRAY) {
+    if (tag == MG_T_BYTEARRAY) {
         return PyByteArray_FromStringAndSize(p, (Py_ssize_t)n);
     }
     /* One copy, straight from the source into the new object. */
@@ -1322,12 +980,12 @@ dec_seq(dec_t *d, int tag, int depth)
 {
     size_t n;
     if (depth >= MG_MAX_DEPTH) {
-        return malformed("too deep");
+        return mg_malformed("too deep");
     }
-    if (get_len(d, 1, &n) < 0) {
+    if (mg_get_len(&d->r, 1, &n) < 0) {
         return NULL;
     }
-    PyObject *seq = tag == T_TUPLE ? PyTuple_New((Py_ssize_t)n) : PyList_New((Py_ssize_t)n);
+    PyObject *seq = tag == MG_T_TUPLE ? PyTuple_New((Py_ssize_t)n) : PyList_New((Py_ssize_t)n);
     if (seq == NULL) {
         return NULL;
     }
@@ -1337,7 +995,7 @@ dec_seq(dec_t *d, int tag, int depth)
             Py_DECREF(seq);
             return NULL;
         }
-        if (tag == T_TUPLE) {
+        if (tag == MG_T_TUPLE) {
             PyTuple_SET_ITEM(seq, (Py_ssize_t)i, item);
         }
         else {
@@ -1352,9 +1010,9 @@ dec_dict(dec_t *d, int depth)
 {
     size_t n;
     if (depth >= MG_MAX_DEPTH) {
-        return malformed("too deep");
+        return mg_malformed("too deep");
     }
-    if (get_len(d, 2, &n) < 0) {
+    if (mg_get_len(&d->r, 2, &n) < 0) {
         return NULL;
     }
     PyObject *dict = PyDict_New();
@@ -1389,13 +1047,13 @@ dec_set(dec_t *d, int tag, int depth)
 {
     size_t n;
     if (depth >= MG_MAX_DEPTH) {
-        return malformed("too deep");
+        return mg_malformed("too deep");
     }
-    if (get_len(d, 1, &n) < 0) {
+    if (mg_get_len(&d->r, 1, &n) < 0) {
         return NULL;
     }
     /* PySet_Add may fill a frozenset that nobody else has seen yet. */
-    PyObject *set = tag == T_SET ? PySet_New(NULL) : PyFrozenSet_New(NULL);
+    PyObject *set = tag == MG_T_SET ? PySet_New(NULL) : PyFrozenSet_New(NULL);
     if (set == NULL) {
         return NULL;
     }
@@ -1415,24 +1073,10 @@ dec_set(dec_t *d, int tag, int depth)
     return set;
 }
 
-static mg_shared *
-get_handle(dec_t *d)
-{
-    uint64_t idx;
-    if (get_varint(d, &idx) < 0) {
-        return NULL;
-    }
-    if (idx >= d->b->nhandles) {
-        malformed("bad handle");
-        return NULL;
-    }
-    return d->b->handles[idx];
-}
-
 static PyObject *
 dec_handle(dec_t *d)
 {
-    mg_shared *raw = get_handle(d);
+    mg_shared *raw = mg_get_handle(&d->r);
     if (raw == NULL) {
         return NULL;
     }
@@ -1443,12 +1087,12 @@ static PyObject *
 dec_pickle(dec_t *d)
 {
     size_t n, nbuf;
-    if (get_len(d, 1, &n) < 0) {
+    if (mg_get_len(&d->r, 1, &n) < 0) {
         return NULL;
     }
-    const unsigned char *data = d->p;
-    d->p += n;
-    if (get_len(d, 1, &nbuf) < 0) {
+    const unsigned char *data = d->r.p;
+    d->r.p += n;
+    if (mg_get_len(&d->r, 1, &nbuf) < 0) {
         return NULL;
     }
     if (mg_pickler(d->st, 0) < 0) {
@@ -1463,33 +1107,33 @@ dec_pickle(dec_t *d)
         for (size_t i = 0; i < nbuf; i++) {
             unsigned char kind;
             PyObject *buf = NULL;
-            if (get_raw(d, &kind, 1) < 0) {
+            if (mg_get_raw(&d->r, &kind, 1) < 0) {
                 goto done;
             }
             if (kind == PB_INLINE) {
                 size_t len;
-                if (get_len(d, 1, &len) < 0) {
+                if (mg_get_len(&d->r, 1, &len) < 0) {
                     goto done;
                 }
-                buf = PyBytes_FromStringAndSize((const char *)d->p, (Py_ssize_t)len);
-                d->p += len;
+                buf = PyBytes_FromStringAndSize((const char *)d->r.p, (Py_ssize_t)len);
+                d->r.p += len;
             }
             else if (kind == PB_CHUNK) {
                 unsigned char tag;
-                if (get_raw(d, &tag, 1) < 0) {
+                if (mg_get_raw(&d->r, &tag, 1) < 0) {
                     goto done;
                 }
-                mg_shared *raw = tag == T_HANDLE ? get_handle(d) : NULL;
+                mg_shared *raw = tag == MG_T_HANDLE ? mg_get_handle(&d->r) : NULL;
                 if (raw == NULL || raw->kind != &mg_chunk_kind) {
                     if (!PyErr_Occurred()) {
-                        malformed("bad pickle buffer");
+                        mg_malformed("bad pickle buffer");
                     }
                     goto done;
                 }
                 buf = raw->kind->wrap(d->st, raw);
             }
             else {
-                malformed("bad pickle buffer");
+                mg_malformed("bad pickle buffer");
                 goto done;
             }
             if (buf == NULL) {
@@ -1536,11 +1180,11 @@ static PyObject *
 dec_pickle_ref(dec_t *d)
 {
     uint64_t idx;
-    if (get_varint(d, &idx) < 0) {
+    if (mg_get_varint(&d->r, &idx) < 0) {
         return NULL;
     }
     if (d->table == NULL || idx >= (uint64_t)PyList_GET_SIZE(d->table)) {
-        return malformed("bad pickle reference");
+        return mg_malformed("bad pickle reference");
     }
     return Py_NewRef(PyList_GET_ITEM(d->table, (Py_ssize_t)idx));
 }
@@ -1548,76 +1192,76 @@ dec_pickle_ref(dec_t *d)
 static PyObject *
 dec(dec_t *d, int depth)
 {
-    if (d->p >= d->end) {
-        return malformed("truncated");
+    if (d->r.p >= d->r.end) {
+        return mg_malformed("truncated");
     }
-    int tag = *d->p++;
+    int tag = *d->r.p++;
     switch (tag) {
-    case T_NONE:
+    case MG_T_NONE:
         Py_RETURN_NONE;
-    case T_TRUE:
+    case MG_T_TRUE:
         Py_RETURN_TRUE;
-    case T_FALSE:
+    case MG_T_FALSE:
         Py_RETURN_FALSE;
-    case T_INT8: {
+    case MG_T_INT8: {
         int8_t x;
-        return get_raw(d, &x, 1) < 0 ? NULL : PyLong_FromLong(x);
+        return mg_get_raw(&d->r, &x, 1) < 0 ? NULL : PyLong_FromLong(x);
     }
-    case T_INT16: {
+    case MG_T_INT16: {
         int16_t x;
-        return get_raw(d, &x, 2) < 0 ? NULL : PyLong_FromLong(x);
+        return mg_get_raw(&d->r, &x, 2) < 0 ? NULL : PyLong_FromLong(x);
     }
-    case T_INT32: {
+    case MG_T_INT32: {
         int32_t x;
-        return get_raw(d, &x, 4) < 0 ? NULL : PyLong_FromLong(x);
+        return mg_get_raw(&d->r, &x, 4) < 0 ? NULL : PyLong_FromLong(x);
     }
-    case T_INT64: {
+    case MG_T_INT64: {
         int64_t x;
-        return get_raw(d, &x, 8) < 0 ? NULL : PyLong_FromLongLong(x);
+        return mg_get_raw(&d->r, &x, 8) < 0 ? NULL : PyLong_FromLongLong(x);
     }
-    case T_BIGINT_LE:
-    case T_BIGINT_HEX:
+    case MG_T_BIGINT_LE:
+    case MG_T_BIGINT_HEX:
         return dec_bigint(d, tag);
-    case T_FLOAT: {
+    case MG_T_FLOAT: {
         double x;
-        return get_raw(d, &x, sizeof(x)) < 0 ? NULL : PyFloat_FromDouble(x);
+        return mg_get_raw(&d->r, &x, sizeof(x)) < 0 ? NULL : PyFloat_FromDouble(x);
     }
-    case T_COMPLEX: {
+    case MG_T_COMPLEX: {
         Py_complex c;
-        return get_raw(d, &c, sizeof(c)) < 0 ? NULL : PyComplex_FromCComplex(c);
+        return mg_get_raw(&d->r, &c, sizeof(c)) < 0 ? NULL : PyComplex_FromCComplex(c);
     }
-    case T_STR1:
+    case MG_T_STR1:
         return dec_str(d, 1);
-    case T_STR2:
+    case MG_T_STR2:
         return dec_str(d, 2);
-    case T_STR4:
+    case MG_T_STR4:
         return dec_str(d, 4);
-    case T_BYTES:
-    case T_BYTEARRAY:
+    case MG_T_BYTES:
+    case MG_T_BYTEARRAY:
         return dec_bytes(d, tag);
-    case T_STR_REF:
-    case T_BYTES_REF:
+    case MG_T_STR_REF:
+    case MG_T_BYTES_REF:
         /* Pointers are only trusted in a blob built to carry them. */
-        if (!(d->b->flags & MG_ENCODE_BORROW)) {
-            return malformed("unexpected reference");
+        if (!(d->r.b->flags & MG_ENCODE_BORROW)) {
+            return mg_malformed("unexpected reference");
         }
-        return tag == T_STR_REF ? dec_str_ref(d) : dec_bytes(d, tag);
-    case T_TUPLE:
-    case T_LIST:
+        return tag == MG_T_STR_REF ? dec_str_ref(d) : dec_bytes(d, tag);
+    case MG_T_TUPLE:
+    case MG_T_LIST:
         return dec_seq(d, tag, depth);
-    case T_DICT:
+    case MG_T_DICT:
         return dec_dict(d, depth);
-    case T_SET:
-    case T_FROZENSET:
+    case MG_T_SET:
+    case MG_T_FROZENSET:
         return dec_set(d, tag, depth);
-    case T_HANDLE:
+    case MG_T_HANDLE:
         return dec_handle(d);
-    case T_PICKLE:
+    case MG_T_PICKLE:
         return dec_pickle(d);
-    case T_PICKLE_REF:
+    case MG_T_PICKLE_REF:
         return dec_pickle_ref(d);
-    default:    /* T_TABLE too: it is only ever the first byte */
-        return malformed("unknown tag");
+    default:    /* MG_T_TABLE too: it is only ever the first byte */
+        return mg_malformed("unknown tag");
     }
 }
 
@@ -1628,20 +1272,20 @@ dec_table_blob(mg_state *st, const mg_blob *b)
 {
     const unsigned char *start = (const unsigned char *)b->data;
     const unsigned char *end = start + b->size;
-    if (b->size < TABLE_HEADER) {
-        return malformed("truncated");
+    if (b->size < MG_TABLE_HEADER) {
+        return mg_malformed("truncated");
     }
     uint64_t n = 0;
-    for (int i = 0; i < TABLE_HEADER - 1; i++) {
+    for (int i = 0; i < MG_TABLE_HEADER - 1; i++) {
         n |= (uint64_t)start[1 + i] << (8 * i);
     }
-    if (n > b->size - TABLE_HEADER) {
-        return malformed("truncated");
+    if (n > b->size - MG_TABLE_HEADER) {
+        return mg_malformed("truncated");
     }
-    const unsigned char *mid = start + TABLE_HEADER + n;
-    dec_t t = {st, b, mid, end, NULL};
-    if (t.p >= t.end || *t.p != T_PICKLE) {
-        return malformed("bad pickle table");
+    const unsigned char *mid = start + MG_TABLE_HEADER + n;
+    dec_t t = {{b, mid, end}, st, NULL};
+    if (t.r.p >= t.r.end || *t.r.p != MG_T_PICKLE) {
+        return mg_malformed("bad pickle table");
     }
     PyObject *table = dec(&t, 0);
     if (table == NULL) {
@@ -1649,17 +1293,17 @@ dec_table_blob(mg_state *st, const mg_blob *b)
     }
     PyObject *v = NULL;
     if (!PyList_CheckExact(table)) {
-        malformed("bad pickle table");
+        mg_malformed("bad pickle table");
     }
-    else if (t.p != t.end) {
-        malformed("trailing data");
+    else if (t.r.p != t.r.end) {
+        mg_malformed("trailing data");
     }
     else {
-        dec_t d = {st, b, start + TABLE_HEADER, mid, table};
+        dec_t d = {{b, start + MG_TABLE_HEADER, mid}, st, table};
         v = dec(&d, 0);
-        if (v != NULL && d.p != d.end) {
+        if (v != NULL && d.r.p != d.r.end) {
             Py_CLEAR(v);
-            malformed("trailing data");
+            mg_malformed("trailing data");
         }
     }
     Py_DECREF(table);
@@ -1670,17 +1314,17 @@ PyObject *
 mg_decode(mg_state *st, const mg_blob *b)
 {
     if (b->data == NULL || b->size == 0) {
-        return malformed("empty");
+        return mg_malformed("empty");
     }
-    if ((unsigned char)b->data[0] == T_TABLE) {
+    if ((unsigned char)b->data[0] == MG_T_TABLE) {
         return dec_table_blob(st, b);
     }
-    dec_t d = {st, b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size,
-               NULL};
+    dec_t d = {{b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size},
+               st, NULL};
     PyObject *v = dec(&d, 0);
-    if (v != NULL && d.p != d.end) {
+    if (v != NULL && d.r.p != d.r.end) {
         Py_DECREF(v);
-        return malformed("trailing data");
+        return mg_malformed("trailing data");
     }
     return v;
 }
