@@ -7,6 +7,7 @@
 #include "wait.h"
 #include "interp.h"
 #include "blob.h"
+#include "shm.h"
 
 /* Encode `obj` into `out` (initialized by the caller).  Returns 0, or -1 with
  * an exception set (NotShareableError naming the type) and `out` cleared. */
@@ -24,7 +25,6 @@ int mg_is_natively_shareable(mg_state *st, PyObject *obj);
  * ====================================================================== */
 int mg_xidata_init(PyObject *module, mg_state *st);   /* xidata.c */
 int mg_queue_init(PyObject *module, mg_state *st);    /* queue.c */
-int mg_shm_init(PyObject *module, mg_state *st);      /* shm.c */
 int mg_sync_init(PyObject *module, mg_state *st);     /* sync.c */
 int mg_worker_init(PyObject *module, mg_state *st);   /* worker.c */
 

@@ -14,8 +14,8 @@
  * struct itself (buf, format, shape, strides), so that no interpreter ever
  * reads another's objects to build a Py_buffer.
  */
-#include "mg.h"
 #include "shm.h"
+#include "interp.h"
 
 #include <stddef.h>
 #include <string.h>
