@@ -25,7 +25,6 @@ int mg_is_natively_shareable(mg_state *st, PyObject *obj);
  * ====================================================================== */
 int mg_xidata_init(PyObject *module, mg_state *st);   /* xidata.c */
 int mg_queue_init(PyObject *module, mg_state *st);    /* queue.c */
-int mg_sync_init(PyObject *module, mg_state *st);     /* sync.c */
 int mg_worker_init(PyObject *module, mg_state *st);   /* worker.c */
 
 /* Raw queue of blobs used by Queue objects and by executor workers (queue.c) */

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "interp.h"
 #include "call.h"
+#include "sync.h"
 
 /*************************************************************************
  * State and errors                                                      *
@@ -555,7 +556,10 @@ core_exec_module(PyObject *module)
         mg_interp_init(st) < 0 ||
         mg_xidata_init(module, st) < 0 ||
         mg_shm_init(module, st) < 0 ||
-        mg_sync_init(module, st) < 0 ||
+        mg_lock_init(module, st) < 0 ||
+        mg_event_init(module, st) < 0 ||
+        mg_semaphore_init(module, st) < 0 ||
+        mg_condition_init(module, st) < 0 ||
         mg_queue_init(module, st) < 0 ||
         mg_worker_init(module, st) < 0) {
         return -1;
