@@ -10,22 +10,11 @@
 #include "interp.h"
 #include "call.h"
 #include "sync.h"
+#include "pickle.h"
 
 /*************************************************************************
  * State and errors                                                      *
  *************************************************************************/
-
-static PyObject *
-import_attr(const char *module, const char *name)
-{
-    PyObject *mod = PyImport_ImportModule(module);
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *attr = PyObject_GetAttrString(mod, name);
-    Py_DECREF(mod);
-    return attr;
-}
 
 PyObject *
 mg_remote(mg_state *st)
@@ -104,13 +93,7 @@ mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
         /* (shared object, method name): see _remote.pickle_function */
         return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
     }
-    if (st->pickle_loads == NULL) {
-        st->pickle_loads = import_attr("_pickle", "loads");
-        if (st->pickle_loads == NULL) {
-            return NULL;
-        }
-    }
-    PyObject *fn = PyObject_CallOneArg(st->pickle_loads, pickled);
+    PyObject *fn = mg_pickle_loads(st, pickled);
     if (fn && cacheable) {
         if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX) {
             PyDict_Clear(st->fn_by_token);

@@ -21,6 +21,7 @@
 #include "mg.h"
 #include "errors.h"
 #include "shm.h"
+#include "pickle.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -31,269 +32,6 @@
 /* With MG_ENCODE_BORROW, bytes/str payloads at least this big are referenced
  * in place instead of copied into the blob. */
 #define MG_BORROW_MIN 4096
-/* Pickle out-of-band buffers at least this big go into their own raw chunk,
- * viewed in place by the receiver; smaller ones are copied into the stream. */
-#define MG_CHUNK_MIN (64 * 1024)
-#define MG_PICKLE_PROTOCOL 5
-
-enum { PB_INLINE = 1, PB_CHUNK = 2 };
-
-/*************************************************************************
- * Pickle, the fallback                                                 *
- *************************************************************************/
-
-/* Fill the lazily imported pickle helpers of this interpreter's state.
- * Decoding needs only pickle.loads: importing cloudpickle (slow, ~ms) is left
- * to the first encode that needs it. */
-static int
-mg_pickler(mg_state *st, int for_dumps)
-{
-    if (st->pickle_loads == NULL) {
-        /* _pickle, not pickle: the Python module imports re, struct and more
-         * into every interpreter that decodes its first pickled value. */
-        PyObject *pickle = PyImport_ImportModule("_pickle");
-        if (pickle == NULL) {
-            return -1;
-        }
-        st->pickle_loads = PyObject_GetAttrString(pickle, "loads");
-        Py_DECREF(pickle);
-        if (st->pickle_loads == NULL) {
-            return -1;
-        }
-    }
-    if (for_dumps && st->pickle_dumps == NULL) {
-        /* cloudpickle pickles lambdas, closures and __main__ functions by value. */
-        PyObject *mod = PyImport_ImportModule("cloudpickle");
-        if (mod == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-                return -1;
-            }
-            PyErr_Clear();
-            mod = PyImport_ImportModule("_pickle");
-            if (mod == NULL) {
-                return -1;
-            }
-        }
-        st->pickle_dumps = PyObject_GetAttrString(mod, "dumps");
-        Py_DECREF(mod);
-        if (st->pickle_dumps == NULL) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Interrupts, MemoryError and a NotShareableError raised by a nested encode
- * (e.g. in a __reduce__, which says it best) say nothing about the value
- * being sent: they pass unchanged. */
-static int
-passes_unchanged(mg_state *st, PyObject *exc)
-{
-    return !PyErr_GivenExceptionMatches(exc, PyExc_Exception)
-           || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
-           || mg_error_matches(st, exc, MG_ERR_NOT_SHAREABLE);
-}
-
-/* Turn the pending exception into NotShareableError naming obj's type, with
- * the original as __cause__, unless it passes unchanged. */
-static int
-not_shareable(mg_state *st, PyObject *obj, const char *how)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    if (exc == NULL) {
-        return -1;
-    }
-    if (passes_unchanged(st, exc)) {
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
-
-    PyObject *name = PyType_GetQualName(Py_TYPE(obj));
-    PyObject *reason = PyObject_Str(exc);
-    if (name == NULL || reason == NULL) {
-        Py_XDECREF(name);
-        Py_XDECREF(reason);
-        Py_DECREF(exc);
-        return -1;
-    }
-    /* Built here, passed as "%s": mg_raise's formatter needs nothing more. */
-    Py_ssize_t rlen = PyUnicode_GET_LENGTH(reason);
-    if (rlen > 0 && PyUnicode_READ_CHAR(reason, rlen - 1) == '.') {
-        Py_SETREF(reason, PyUnicode_Substring(reason, 0, rlen - 1));
-    }
-    PyObject *msg = reason == NULL ? NULL : PyUnicode_FromFormat(
-        "cannot send an object of type '%U' to another interpreter: %s%U. "
-        "Send picklable data, a memoryview, or a multigil.SharedBuffer.",
-        name, how, reason);
-    const char *cmsg = msg == NULL ? NULL : PyUnicode_AsUTF8(msg);
-    Py_DECREF(name);
-    Py_XDECREF(reason);
-    if (cmsg == NULL) {
-        Py_XDECREF(msg);
-        Py_DECREF(exc);
-        return -1;
-    }
-    mg_raise(st, MG_ERR_NOT_SHAREABLE, "%s", cmsg);
-    Py_DECREF(msg);
-
-    PyObject *nexc = PyErr_GetRaisedException();
-    if (nexc != NULL) {
-        PyException_SetContext(nexc, Py_NewRef(exc));
-        PyException_SetCause(nexc, exc);     /* steals exc */
-        PyErr_SetRaisedException(nexc);
-    }
-    else {
-        Py_DECREF(exc);
-    }
-    return -1;
-}
-
-/* Append the out-of-band buffer `pb` (a PickleBuffer) to the stream. */
-static int
-put_pickle_buffer(mg_blob *b, PyObject *pb)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(pb, &view, PyBUF_FULL_RO) < 0) {
-        return -1;
-    }
-    int rc = -1;
-    if (!PyBuffer_IsContiguous(&view, 'A')) {
-        PyErr_SetString(PyExc_BufferError, "out-of-band pickle buffer is not contiguous");
-        goto done;
-    }
-    size_t n = (size_t)view.len;
-    if (n >= MG_CHUNK_MIN) {
-        mg_shared *chunk = mg_chunk_new(view.buf, n);
-        if (chunk == NULL) {
-            goto done;
-        }
-        if (mg_reserve(b, 1) < 0) {
-            mg_shared_decref(chunk);
-            goto done;
-        }
-        mg_put_u8(b, PB_CHUNK);
-        /* put_handle writes MG_T_HANDLE + index: read back as such. */
-        rc = mg_put_handle(b, chunk);
-    }
-    else {
-        if (mg_reserve(b, 1 + MG_VARINT_MAX + n) < 0) {
-            goto done;
-        }
-        mg_put_u8(b, PB_INLINE);
-        mg_put_varint(b, n);
-        mg_put_raw(b, view.buf, n);
-        rc = 0;
-    }
-done:
-    PyBuffer_Release(&view);
-    return rc;
-}
-
-/* pickle.dumps(obj, 5, buffer_callback=buffers.append): a new reference to
- * the pickle, and the out-of-band buffers in a new list *buffers.  NULL with
- * the exception the pickler raised. */
-static PyObject *
-pickle_dumps(mg_state *st, PyObject *obj, PyObject **buffers)
-{
-    *buffers = NULL;
-    if (mg_pickler(st, 1) < 0) {
-        return NULL;
-    }
-    PyObject *bufs = PyList_New(0);
-    if (bufs == NULL) {
-        return NULL;
-    }
-    PyObject *data = NULL;
-    PyObject *callback = PyObject_GetAttrString(bufs, "append");
-    PyObject *kwnames = Py_BuildValue("(s)", "buffer_callback");
-    PyObject *protocol = PyLong_FromLong(MG_PICKLE_PROTOCOL);
-    if (callback != NULL && kwnames != NULL && protocol != NULL) {
-        PyObject *args[3] = {obj, protocol, callback};
-        data = PyObject_Vectorcall(st->pickle_dumps, args, 2, kwnames);
-    }
-    Py_XDECREF(callback);
-    Py_XDECREF(kwnames);
-    Py_XDECREF(protocol);
-    if (data == NULL) {
-        Py_DECREF(bufs);
-        return NULL;
-    }
-    *buffers = bufs;
-    return data;
-}
-
-/* Append a MG_T_PICKLE: the pickle `data` and its out-of-band `buffers`. */
-static int
-put_pickled(mg_blob *b, PyObject *data, PyObject *buffers)
-{
-    char *p;
-    Py_ssize_t n;
-    if (PyBytes_AsStringAndSize(data, &p, &n) < 0) {
-        return -1;
-    }
-    Py_ssize_t nbuf = PyList_GET_SIZE(buffers);
-    if (mg_reserve(b, 1 + 2 * MG_VARINT_MAX + (size_t)n) < 0) {
-        return -1;
-    }
-    mg_put_u8(b, MG_T_PICKLE);
-    mg_put_varint(b, (uint64_t)n);
-    mg_put_raw(b, p, (size_t)n);
-    mg_put_varint(b, (uint64_t)nbuf);
-    for (Py_ssize_t i = 0; i < nbuf; i++) {
-        if (put_pickle_buffer(b, PyList_GET_ITEM(buffers, i)) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int
-enc_pickle(mg_state *st, mg_blob *b, PyObject *obj)
-{
-    PyObject *buffers;
-    PyObject *data = pickle_dumps(st, obj, &buffers);
-    if (data == NULL) {
-        return not_shareable(st, obj, "");
-    }
-    int rc = put_pickled(b, data, buffers);
-    Py_DECREF(data);
-    Py_DECREF(buffers);
-    /* MemoryError passes unchanged; a bad out-of-band buffer is the value's. */
-    return rc < 0 ? not_shareable(st, obj, "") : 0;
-}
-
-/* Pickling the table (the non-native items of a value, together) failed: say
- * which item, as sending it alone would.  Each is pickled alone, again, until
- * one fails: that raises NotShareableError naming its type.  This runs only on
- * the error path; errors that pass unchanged say nothing about any item. */
-static int
-table_error(mg_state *st, PyObject *table)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    if (exc == NULL) {
-        return -1;
-    }
-    if (passes_unchanged(st, exc)) {
-        PyErr_SetRaisedException(exc);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(table); i++) {
-        PyObject *item = Py_NewRef(PyList_GET_ITEM(table, i));
-        mg_blob scratch;
-        mg_blob_init(&scratch);
-        int rc = enc_pickle(st, &scratch, item);
-        mg_blob_clear(&scratch);
-        Py_DECREF(item);
-        if (rc < 0) {
-            Py_DECREF(exc);
-            return -1;
-        }
-    }
-    /* Each one pickles alone: blame the lot. */
-    PyErr_SetRaisedException(exc);
-    return not_shareable(st, table, "");
-}
-
 /*************************************************************************
  * Encoding                                                             *
  *************************************************************************/
@@ -626,7 +364,7 @@ enc_memoryview(enc_t *e, PyObject *o)
 {
     mg_shared *raw = mg_export_new(o);
     if (raw == NULL) {
-        return not_shareable(e->st, o, "cannot share its memory: ");
+        return mg_not_shareable(e->st, o, "cannot share its memory: ");
     }
     return mg_put_handle(e->b, raw);
 }
@@ -665,9 +403,9 @@ enc_table(enc_t *e)
         return -1;
     }
     PyObject *buffers;
-    PyObject *data = pickle_dumps(e->st, e->table, &buffers);
+    PyObject *data = mg_pickle_dumps(e->st, e->table, &buffers);
     if (data == NULL) {
-        return table_error(e->st, e->table);
+        return mg_pickle_table_error(e->st, e->table);
     }
     int rc = mg_reserve(b, MG_TABLE_HEADER);
     if (rc == 0) {
@@ -677,11 +415,11 @@ enc_table(enc_t *e)
             b->data[1 + i] = (char)(unsigned char)(n >> (8 * i));
         }
         b->size += MG_TABLE_HEADER;
-        rc = put_pickled(b, data, buffers);
+        rc = mg_put_pickled(b, data, buffers);
     }
     Py_DECREF(data);
     Py_DECREF(buffers);
-    return rc < 0 ? table_error(e->st, e->table) : 0;
+    return rc < 0 ? mg_pickle_table_error(e->st, e->table) : 0;
 }
 
 /* borrow: MG_ENCODE_BORROW, and every container above `o` is immutable, so
@@ -753,7 +491,7 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
         return enc_wrapper(e, o);
     }
     /* Pickled: alone at the top, else with the value's other such items. */
-    return depth == 0 ? enc_pickle(e->st, b, o) : enc_defer(e, o);
+    return depth == 0 ? mg_pickle_put(e->st, b, o) : enc_defer(e, o);
 }
 
 int
@@ -1084,99 +822,6 @@ dec_handle(dec_t *d)
 }
 
 static PyObject *
-dec_pickle(dec_t *d)
-{
-    size_t n, nbuf;
-    if (mg_get_len(&d->r, 1, &n) < 0) {
-        return NULL;
-    }
-    const unsigned char *data = d->r.p;
-    d->r.p += n;
-    if (mg_get_len(&d->r, 1, &nbuf) < 0) {
-        return NULL;
-    }
-    if (mg_pickler(d->st, 0) < 0) {
-        return NULL;
-    }
-    PyObject *buffers = NULL, *mv = NULL, *res = NULL, *kwnames = NULL;
-    if (nbuf > 0) {
-        buffers = PyList_New((Py_ssize_t)nbuf);
-        if (buffers == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < nbuf; i++) {
-            unsigned char kind;
-            PyObject *buf = NULL;
-            if (mg_get_raw(&d->r, &kind, 1) < 0) {
-                goto done;
-            }
-            if (kind == PB_INLINE) {
-                size_t len;
-                if (mg_get_len(&d->r, 1, &len) < 0) {
-                    goto done;
-                }
-                buf = PyBytes_FromStringAndSize((const char *)d->r.p, (Py_ssize_t)len);
-                d->r.p += len;
-            }
-            else if (kind == PB_CHUNK) {
-                unsigned char tag;
-                if (mg_get_raw(&d->r, &tag, 1) < 0) {
-                    goto done;
-                }
-                mg_shared *raw = tag == MG_T_HANDLE ? mg_get_handle(&d->r) : NULL;
-                if (raw == NULL || raw->kind != &mg_chunk_kind) {
-                    if (!PyErr_Occurred()) {
-                        mg_malformed("bad pickle buffer");
-                    }
-                    goto done;
-                }
-                buf = raw->kind->wrap(d->st, raw);
-            }
-            else {
-                mg_malformed("bad pickle buffer");
-                goto done;
-            }
-            if (buf == NULL) {
-                goto done;
-            }
-            PyList_SET_ITEM(buffers, (Py_ssize_t)i, buf);
-        }
-    }
-    /* Unpickle straight from the blob: it outlives this call, and the
-     * unpickler copies whatever it keeps. */
-    mv = PyMemoryView_FromMemory((char *)data, (Py_ssize_t)n, PyBUF_READ);
-    if (mv == NULL) {
-        goto done;
-    }
-    if (buffers == NULL) {
-        res = PyObject_CallOneArg(d->st->pickle_loads, mv);
-    }
-    else {
-        kwnames = Py_BuildValue("(s)", "buffers");
-        if (kwnames == NULL) {
-            goto done;
-        }
-        PyObject *args[2] = {mv, buffers};
-        res = PyObject_Vectorcall(d->st->pickle_loads, args, 1, kwnames);
-    }
-done:
-    if (mv != NULL) {
-        /* Nothing may read the blob through it once we return. */
-        PyObject *exc = PyErr_GetRaisedException();
-        PyObject *r = PyObject_CallMethod(mv, "release", NULL);
-        if (r == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(r);
-        PyErr_SetRaisedException(exc);
-        Py_DECREF(mv);
-    }
-    Py_XDECREF(kwnames);
-    Py_XDECREF(buffers);
-    return res;
-}
-
-static PyObject *
 dec_pickle_ref(dec_t *d)
 {
     uint64_t idx;
@@ -1257,7 +902,7 @@ dec(dec_t *d, int depth)
     case MG_T_HANDLE:
         return dec_handle(d);
     case MG_T_PICKLE:
-        return dec_pickle(d);
+        return mg_pickle_read(d->st, &d->r);
     case MG_T_PICKLE_REF:
         return dec_pickle_ref(d);
     default:    /* MG_T_TABLE too: it is only ever the first byte */
