@@ -8,22 +8,11 @@
 #include "interp.h"
 #include "blob.h"
 #include "shm.h"
-
-/* Encode `obj` into `out` (initialized by the caller).  Returns 0, or -1 with
- * an exception set (NotShareableError naming the type) and `out` cleared. */
-int mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags);
-/* Rebuild the value in the current interpreter; new reference or NULL.
- * Does not consume the blob. */
-PyObject *mg_decode(mg_state *st, const mg_blob *b);
-/* 1 if `obj` crosses natively (no pickle), else 0. */
-int mg_is_natively_shareable(mg_state *st, PyObject *obj);
-
-
+#include "xidata.h"
 
 /* ======================================================================
  * Module pieces: each file exposes its types/functions to module.c
  * ====================================================================== */
-int mg_xidata_init(PyObject *module, mg_state *st);   /* xidata.c */
 int mg_queue_init(PyObject *module, mg_state *st);    /* queue.c */
 int mg_worker_init(PyObject *module, mg_state *st);   /* worker.c */
 

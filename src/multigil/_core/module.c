@@ -497,16 +497,6 @@ core_status(PyObject *module, PyObject *arg)
     return Py_BuildValue("(sl)", whence, busy);
 }
 
-static PyObject *
-core_is_shareable(PyObject *module, PyObject *obj)
-{
-    int r = mg_is_natively_shareable(PyModule_GetState(module), obj);
-    if (r < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(r);
-}
-
 static PyMethodDef core_methods[] = {
     {"create", core_create, METH_O, create__doc__},
     {"destroy", core_destroy, METH_O, destroy__doc__},
@@ -522,8 +512,6 @@ static PyMethodDef core_methods[] = {
     {"get_main", core_get_main, METH_NOARGS,
      "get_main($module, /)\n--\n\nThe id of the main interpreter."},
     {"status", core_status, METH_O, status__doc__},
-    {"is_shareable", core_is_shareable, METH_O,
-     "is_shareable($module, obj, /)\n--\n\nWhether obj crosses interpreters natively (no pickle)."},
     {NULL, NULL, 0, NULL},
 };
 
