@@ -265,12 +265,12 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
     const char *reason = "closed";
     for (;;) {
         mg_blob *blob = NULL;
-        int r = mg_queue_get_blob(q, MG_FOREVER, &blob);
-        if (r == 2) {
+        mg_queue_status r = mg_queue_get_blob(q, MG_FOREVER, &blob);
+        if (r == MG_QUEUE_CLOSED) {
             break;
         }
-        if (r != 0) {
-            if (r < 0) {
+        if (r != MG_QUEUE_OK) {
+            if (r == MG_QUEUE_ERROR) {
                 PyErr_WriteUnraisable(NULL);
             }
             continue;
@@ -480,13 +480,10 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         mg_blob_clear(&blob);
         return PyErr_NoMemory();
     }
-    rc = mg_queue_put_blob(q, heap, MG_FOREVER);
-    if (rc != 0) {
+    mg_queue_status status = mg_queue_put_blob(q, heap, MG_FOREVER);
+    if (status != MG_QUEUE_OK) {
         mg_blob_free(heap);
-        if (!PyErr_Occurred()) {
-            mg_raise(st, MG_ERR_QUEUE_CLOSED, "the worker queue is closed");
-        }
-        return NULL;
+        return mg_queue_raise(st, q, MG_QUEUE_PUT, status);
     }
     Py_RETURN_NONE;
 }
