@@ -13,134 +13,6 @@
 #include "pickle.h"
 
 /*************************************************************************
- * State and errors                                                      *
- *************************************************************************/
-
-PyObject *
-mg_remote(mg_state *st)
-{
-    if (st->remote_module == NULL) {
-        st->remote_module = PyImport_ImportModule("multigil._remote");
-    }
-    return st->remote_module;
-}
-
-/*************************************************************************
- * Functions crossing interpreters                                       *
- *************************************************************************/
-
-/* Both caches are cleared when they reach this size: a program that makes
- * functions without end must not grow without end. */
-#define FN_CACHE_MAX 4096
-
-PyObject *
-mg_function_ref(mg_state *st, PyObject *fn)
-{
-    if (st->ref_by_fn == NULL && (st->ref_by_fn = PyDict_New()) == NULL) {
-        return NULL;
-    }
-    PyObject *ref = PyDict_GetItemWithError(st->ref_by_fn, fn);
-    if (ref) {
-        return Py_NewRef(ref);
-    }
-    PyErr_Clear();   /* unhashable callables are simply not cached */
-    PyObject *remote = mg_remote(st);
-    if (remote == NULL) {
-        return NULL;
-    }
-    /* -> (cacheable, pickled) */
-    PyObject *res = PyObject_CallMethod(remote, "pickle_function", "O", fn);
-    if (res == NULL) {
-        return NULL;
-    }
-    int cacheable = PyObject_IsTrue(PyTuple_GET_ITEM(res, 0));
-    if (cacheable < 0) {
-        Py_DECREF(res);
-        return NULL;
-    }
-    PyObject *token = cacheable ? PyLong_FromLongLong(mg_next_id()) : PyLong_FromLong(0);
-    ref = token ? PyTuple_Pack(2, token, PyTuple_GET_ITEM(res, 1)) : NULL;
-    Py_XDECREF(token);
-    Py_DECREF(res);
-    if (ref && cacheable) {
-        if (PyDict_GET_SIZE(st->ref_by_fn) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->ref_by_fn);
-        }
-        if (PyDict_SetItem(st->ref_by_fn, fn, ref) < 0) {
-            PyErr_Clear();
-        }
-    }
-    return ref;
-}
-
-PyObject *
-mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
-{
-    int cacheable = PyObject_IsTrue(token);
-    if (cacheable) {
-        if (st->fn_by_token == NULL && (st->fn_by_token = PyDict_New()) == NULL) {
-            return NULL;
-        }
-        PyObject *fn = PyDict_GetItemWithError(st->fn_by_token, token);
-        if (fn) {
-            return Py_NewRef(fn);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (PyTuple_Check(pickled) && PyTuple_GET_SIZE(pickled) == 2) {
-        /* (shared object, method name): see _remote.pickle_function */
-        return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
-    }
-    PyObject *fn = mg_pickle_loads(st, pickled);
-    if (fn && cacheable) {
-        if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->fn_by_token);
-        }
-        if (PyDict_SetItem(st->fn_by_token, token, fn) < 0) {
-            Py_CLEAR(fn);
-        }
-    }
-    return fn;
-}
-
-int
-mg_capture_exception(mg_state *st, mg_blob *out)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    int fatal = exc && (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-                        PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt));
-    PyObject *info = NULL;
-    PyObject *remote = mg_remote(st);
-    if (remote && exc) {
-        info = PyObject_CallMethod(remote, "capture", "O", exc);
-    }
-    mg_blob_clear(out);
-    mg_blob_init(out);
-    if (info == NULL || mg_encode(st, info, out, 0) < 0) {
-        /* Last resort: the type name and message as plain strings. */
-        PyErr_Clear();
-        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
-        if (msg == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(info);
-        info = Py_BuildValue("(ssOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             Py_None, msg ? msg : Py_None, Py_None, Py_None);
-        Py_XDECREF(msg);
-        if (info == NULL || mg_encode(st, info, out, 0) < 0) {
-            PyErr_Clear();
-            mg_blob_init(out);
-        }
-    }
-    Py_XDECREF(info);
-    Py_XDECREF(exc);
-    return fatal;
-}
-
-/*************************************************************************
  * Interpreter functions                                                 *
  *************************************************************************/
 
@@ -196,51 +68,46 @@ core_destroy(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* In the target interpreter: rebuild (token, pickled, args, kwargs), call,
- * encode the result into `out`.  Returns 1 on success, 0 if `out` holds a
- * captured exception. */
-static int
-run_call(mg_state *sub, const mg_blob *payload, mg_blob *out)
-{
-    PyObject *call = mg_decode(sub, payload);
-    PyObject *result = NULL;
-    if (call) {
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 4) {
-            PyErr_SetString(PyExc_SystemError, "malformed call payload");
-        }
-        else {
-            PyObject *fn = mg_function_resolve(sub, PyTuple_GET_ITEM(call, 0),
-                                               PyTuple_GET_ITEM(call, 1));
-            if (fn) {
-                PyObject *kwargs = PyTuple_GET_ITEM(call, 3);
-                result = PyObject_Call(fn, PyTuple_GET_ITEM(call, 2),
-                                       kwargs == Py_None ? NULL : kwargs);
-                Py_DECREF(fn);
-            }
-        }
-        Py_DECREF(call);
-    }
-    if (result && mg_encode(sub, result, out, 0) == 0) {
-        Py_DECREF(result);
-        return 1;
-    }
-    Py_XDECREF(result);
-    mg_capture_exception(sub, out);
-    return 0;
-}
+/* The jobs of call(), exec() and set_main_attrs(), run in the target by
+ * mg_run_in. */
 
-/* Decode a reply in the caller: -> (ok, value). */
 static PyObject *
-reply(mg_state *st, int ok, mg_blob *out)
+call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
 {
-    PyObject *value = mg_decode(st, out);
-    mg_blob_clear(out);
-    if (value == NULL) {
+    mg_call c;
+    if (mg_call_decode(sub, in, &c) < 0) {
         return NULL;
     }
-    PyObject *res = PyTuple_Pack(2, ok ? Py_True : Py_False, value);
-    Py_DECREF(value);
-    return res;
+    PyObject *result = mg_call_invoke(sub, &c);
+    mg_call_clear(&c);
+    return result;
+}
+
+static PyObject *
+exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source)
+{
+    PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
+    if (main_mod == NULL) {
+        return NULL;
+    }
+    PyObject *ns = PyModule_GetDict(main_mod);
+    return PyRun_String((const char *)source, Py_file_input, ns, ns);
+}
+
+static PyObject *
+set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+{
+    PyObject *ns = mg_decode(sub, in);
+    if (ns == NULL) {
+        return NULL;
+    }
+    PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
+    int rc = main_mod == NULL ? -1 : PyDict_Update(PyModule_GetDict(main_mod), ns);
+    Py_DECREF(ns);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(call__doc__,
@@ -261,52 +128,30 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    PyObject *ref = mg_function_ref(st, args[1]);
-    if (ref == NULL) {
+    mg_call c;
+    if (mg_call_pack(st, &c, 0, 0, args[1], args[2], args[3]) < 0) {
         return NULL;
     }
-    PyObject *payload = PyTuple_Pack(4, PyTuple_GET_ITEM(ref, 0),
-                                     PyTuple_GET_ITEM(ref, 1), args[2], args[3]);
-    Py_DECREF(ref);
-    if (payload == NULL) {
-        return NULL;
-    }
-    mg_blob in, out;
+    mg_blob in;
     mg_blob_init(&in);
-    mg_blob_init(&out);
-    /* `payload` stays alive until the call returned, so the blob may point
-     * into it instead of copying large arguments. */
-    if (mg_encode(st, payload, &in, MG_ENCODE_BORROW) < 0) {
-        Py_DECREF(payload);
+    mg_outcome out;
+    /* `c` stays alive until the call returned, so the blob may point into
+     * it instead of copying large arguments. */
+    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW);
+    if (rc == 0) {
+        rc = mg_run_in(st, id, call_job, &in, NULL, &out);
+    }
+    mg_call_clear(&c);
+    if (rc < 0) {
         return NULL;
     }
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        mg_blob_clear(&in);
-        Py_DECREF(payload);
+    PyObject *value = mg_outcome_take(st, &out);
+    if (value == NULL) {
         return NULL;
     }
-    int ok;
-    mg_state *sub = mg_session_state(&s);
-    if (sub == NULL) {
-        /* no _core there: describe the ImportError with a bare tuple */
-        PyErr_Clear();
-        ok = -1;
-    }
-    else {
-        ok = run_call(sub, &in, &out);
-    }
-    /* Dropped while still in the callee: zero-copy exports of the caller's
-     * buffers are then released by the caller as soon as mg_leave returns. */
-    mg_blob_clear(&in);
-    mg_leave(&s);
-    Py_DECREF(payload);
-    if (ok < 0) {
-        return mg_raise(st, MG_ERR_INTERPRETER,
-                        "interpreter %lld cannot run calls: multigil._core is "
-                        "not imported there", (long long)id);
-    }
-    return reply(st, ok, &out);
+    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : Py_False, value);
+    Py_DECREF(value);
+    return res;
 }
 
 PyDoc_STRVAR(exec__doc__,
@@ -326,45 +171,13 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    Py_ssize_t len;
-    const char *src = PyUnicode_AsUTF8AndSize(args[1], &len);
-    if (src == NULL) {
+    /* The source crosses as the raw UTF-8 of a str the caller keeps alive. */
+    const char *src = PyUnicode_AsUTF8(args[1]);
+    mg_outcome out;
+    if (src == NULL || mg_run_in(st, id, exec_job, NULL, src, &out) < 0) {
         return NULL;
     }
-    /* The source is raw UTF-8 of a str the caller keeps alive. */
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        return NULL;
-    }
-    mg_blob out;
-    mg_blob_init(&out);
-    int ok = 1;
-    mg_state *sub = mg_session_state(&s);
-    PyObject *main_mod = sub ? PyImport_AddModule("__main__") : NULL;  /* borrowed */
-    if (main_mod) {
-        PyObject *ns = PyModule_GetDict(main_mod);
-        PyObject *res = PyRun_String(src, Py_file_input, ns, ns);
-        if (res == NULL) {
-            ok = 0;
-            mg_capture_exception(sub, &out);
-        }
-        Py_XDECREF(res);
-    }
-    else {
-        PyErr_Clear();
-        ok = -1;
-    }
-    mg_leave(&s);
-    if (ok < 0) {
-        return mg_raise(st, MG_ERR_INTERPRETER,
-                        "interpreter %lld has no __main__ module", (long long)id);
-    }
-    if (ok) {
-        Py_RETURN_NONE;
-    }
-    PyObject *res = mg_decode(st, &out);
-    mg_blob_clear(&out);
-    return res;
+    return mg_outcome_take(st, &out);       /* None, or the excinfo */
 }
 
 PyDoc_STRVAR(set_main_attrs__doc__,
@@ -384,44 +197,14 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    mg_blob in, out;
+    mg_blob in;
     mg_blob_init(&in);
-    mg_blob_init(&out);
-    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0) {
+    mg_outcome out;
+    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0 ||
+        mg_run_in(st, id, set_main_attrs_job, &in, NULL, &out) < 0) {
         return NULL;
     }
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        mg_blob_clear(&in);
-        return NULL;
-    }
-    int ok = 1;
-    mg_state *sub = mg_session_state(&s);
-    if (sub == NULL) {
-        PyErr_Clear();
-        ok = -1;
-    }
-    else {
-        PyObject *ns = mg_decode(sub, &in);
-        PyObject *main_mod = ns ? PyImport_AddModule("__main__") : NULL;
-        if (main_mod == NULL || PyDict_Update(PyModule_GetDict(main_mod), ns) < 0) {
-            ok = 0;
-            mg_capture_exception(sub, &out);
-        }
-        Py_XDECREF(ns);
-    }
-    mg_blob_clear(&in);
-    mg_leave(&s);
-    if (ok < 0) {
-        return mg_raise(st, MG_ERR_INTERPRETER,
-                        "multigil._core is not imported in interpreter %lld", (long long)id);
-    }
-    if (ok) {
-        Py_RETURN_NONE;
-    }
-    PyObject *res = mg_decode(st, &out);
-    mg_blob_clear(&out);
-    return res;
+    return mg_outcome_take(st, &out);       /* None, or the excinfo */
 }
 
 PyDoc_STRVAR(import_in_main__doc__,

@@ -131,10 +131,9 @@ notify_start(WorkerObject *self, long long task_id)
 
 /* Attached to the main interpreter: rebuild the result and complete. */
 static void
-notify_done(WorkerObject *self, mg_state *st, long long task_id, int ok, mg_blob *out)
+notify_done(WorkerObject *self, mg_state *st, long long task_id, mg_outcome *out)
 {
-    PyObject *value = mg_decode(st, out);
-    mg_blob_clear(out);
+    PyObject *value = mg_outcome_take(st, out);
     PyObject *res;
     if (value == NULL) {
         /* ok=None tells the pool that the value is the error met here */
@@ -144,7 +143,7 @@ notify_done(WorkerObject *self, mg_state *st, long long task_id, int ok, mg_blob
     }
     else {
         res = PyObject_CallFunction(self->on_done, "LOO", task_id,
-                                    ok ? Py_True : Py_False, value);
+                                    out->ok ? Py_True : Py_False, value);
         Py_DECREF(value);
     }
     if (res == NULL) {
@@ -183,41 +182,15 @@ drop_pending_interrupt(WorkerObject *self)
     PyErr_SetRaisedException(saved);
 }
 
-/* Inside the worker's interpreter: run one decoded task, encode into out.
- * Returns 1 ok, 0 failed (out holds the excinfo), and sets *fatal for
- * SystemExit / KeyboardInterrupt. */
-static int
-run_task(WorkerObject *self, mg_state *sub, PyObject *task, mg_blob *out, int *fatal)
+/* Inside the worker's interpreter: the current task is over (Worker_run made
+ * it current before it started), or was skipped. */
+static void
+task_over(WorkerObject *self)
 {
-    /* task = (task_id, chunked, token, pickled, args, kwargs) */
-    PyObject *fn = mg_function_resolve(sub, PyTuple_GET_ITEM(task, 2),
-                                       PyTuple_GET_ITEM(task, 3));
-    PyObject *result = NULL;
-    if (fn) {
-        PyObject *args = PyTuple_GET_ITEM(task, 4);
-        PyObject *kwargs = PyTuple_GET_ITEM(task, 5);
-        int chunked = PyObject_IsTrue(PyTuple_GET_ITEM(task, 1));
-        PyObject *remote = chunked ? mg_remote(sub) : NULL;
-        if (chunked && remote) {
-            result = PyObject_CallMethod(remote, "run_chunk", "OO", fn, args);
-        }
-        else if (!chunked) {
-            result = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
-        }
-        Py_DECREF(fn);
-    }
-    /* The task is over (Worker_run made it current before it started). */
     atomic_store(&self->raw->current_task, 0);
     if (atomic_exchange(&self->raw->interrupted, 0)) {
         drop_pending_interrupt(self);
     }
-    if (result && mg_encode(sub, result, out, 0) == 0) {
-        Py_DECREF(result);
-        return 1;
-    }
-    Py_XDECREF(result);
-    *fatal = mg_capture_exception(sub, out);
-    return 0;
 }
 
 PyDoc_STRVAR(Worker_run__doc__,
@@ -253,13 +226,17 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
     }
     mg_state *sub = mg_session_state(&s);
     if (sub == NULL || s.saved == NULL) {
-        PyErr_Clear();
+        /* Without _core there, or in the caller's own interpreter (a worker
+         * switches back to its caller's to report). */
         mg_leave(&s);
         self->running = 0;
         Py_DECREF(qobj);
+        if (sub == NULL) {
+            return mg_no_core(st, self->raw->interp_id);
+        }
         return mg_raise(st, MG_ERR_INTERPRETER,
-                        "interpreter %lld cannot host a worker",
-                        (long long)self->raw->interp_id);
+                        "a Worker cannot run in its own interpreter (%lld): call run() "
+                        "from another one", (long long)self->raw->interp_id);
     }
     atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
     const char *reason = "closed";
@@ -275,20 +252,16 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
             }
             continue;
         }
-        PyObject *task = mg_decode(sub, blob);
+        mg_call task;
+        int rc = mg_call_decode(sub, blob, &task);
         mg_blob_free(blob);
-        if (task == NULL || !PyTuple_Check(task) || PyTuple_GET_SIZE(task) != 6) {
-            /* Not built by submit_task (or no memory): report it, skip it. */
-            if (task != NULL) {
-                PyErr_SetString(PyExc_TypeError,
-                                "a worker queue item is not a task built by submit_task()");
-            }
-            /* Not self->queue: it belongs to the caller's interpreter. */
+        if (rc < 0) {
+            /* Not built by submit_task (or no memory): report it, skip it.
+             * Not as self->queue's: that belongs to the caller's interpreter. */
             PyErr_WriteUnraisable(NULL);
-            Py_XDECREF(task);
             continue;
         }
-        long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
+        long long task_id = task.task_id;
 
         /* Current from before its future turns RUNNING in on_start: whoever
          * sees it running can interrupt it, even before it has started. */
@@ -297,26 +270,25 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         int go = notify_start(self, task_id);
         PyThreadState_Swap(worker_ts);
         if (!go) {
-            atomic_store(&self->raw->current_task, 0);
-            if (atomic_exchange(&self->raw->interrupted, 0)) {
-                drop_pending_interrupt(self);
-            }
-            Py_DECREF(task);
+            task_over(self);
+            mg_call_clear(&task);
             continue;
         }
 
-        mg_blob out;
-        mg_blob_init(&out);
-        int fatal = 0;
-        int ok = run_task(self, sub, task, &out, &fatal);
-        Py_DECREF(task);
+        PyObject *result = mg_call_invoke(sub, &task);
+        /* Over before its result is encoded: no interrupt may hit that. */
+        task_over(self);
+        mg_outcome out;
+        mg_outcome_init(&out);
+        mg_outcome_set(sub, result, &out);
+        mg_call_clear(&task);
 
         worker_ts = PyThreadState_Swap(s.saved);
-        notify_done(self, st, task_id, ok, &out);
+        notify_done(self, st, task_id, &out);
         PyThreadState_Swap(worker_ts);
 
         long done = atomic_fetch_add(&self->raw->done, 1) + 1;
-        if (fatal) {
+        if (out.fatal) {
             reason = "fatal";
             break;
         }
@@ -457,21 +429,18 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "task ids are positive integers");
         return NULL;
     }
-    PyObject *ref = mg_function_ref(st, args[2]);
-    if (ref == NULL) {
+    int chunked = PyObject_IsTrue(args[5]);
+    if (chunked < 0) {
         return NULL;
     }
-    PyObject *chunked = PyObject_IsTrue(args[5]) ? Py_True : Py_False;
-    PyObject *task = PyTuple_Pack(6, args[1], chunked, PyTuple_GET_ITEM(ref, 0),
-                                  PyTuple_GET_ITEM(ref, 1), args[3], args[4]);
-    Py_DECREF(ref);
-    if (task == NULL) {
+    mg_call task;
+    if (mg_call_pack(st, &task, task_id, chunked, args[2], args[3], args[4]) < 0) {
         return NULL;
     }
     mg_blob blob;
     mg_blob_init(&blob);
-    int rc = mg_encode(st, task, &blob, 0);
-    Py_DECREF(task);
+    int rc = mg_call_encode(st, &task, &blob, 0);
+    mg_call_clear(&task);
     if (rc < 0) {
         return NULL;
     }
