@@ -326,15 +326,6 @@ class Worker:
         on_done: Callable[[int, bool | None, Any], object],
         max_tasks: int = 0,
     ) -> None: ...
-    @property
-    def current_task(self) -> int:
-        """Id of the running task, 0 if idle."""
-    @property
-    def tasks_done(self) -> int:
-        """Tasks this worker finished."""
-    @property
-    def interp_id(self) -> int:
-        """The worker's interpreter (-1 before ``__init__``)."""
     def run(self) -> Literal["closed", "max_tasks", "fatal"]:
         """Run tasks until the queue is closed, max_tasks were done, or a task raised
         SystemExit/KeyboardInterrupt; the reason.  Blocks the calling thread."""

@@ -12,10 +12,14 @@
  * taking tasks from a native queue shared by all workers of a pool.  It
  * attaches to the main interpreter only for the moment it takes to mark the
  * future running and to complete it: no dispatcher thread, no extra hand-off.
+ * A task is an mg_call; it is decoded, run and its outcome encoded by the
+ * same functions as interpreters.call() (call.h).
  */
-#include "mg.h"
+#include "worker.h"
 #include "errors.h"
+#include "wait.h"
 #include "interp.h"
+#include "queue.h"
 #include "call.h"
 
 /*************************************************************************
@@ -31,7 +35,6 @@ typedef struct {
     long max_tasks;            /* 0: unlimited */
     atomic_llong current_task; /* 0 when idle */
     atomic_ulong thread_ident; /* the worker thread, once running */
-    atomic_long done;
     atomic_int interrupted;    /* interrupt() raised into the current task */
 } mg_worker_raw;
 
@@ -240,6 +243,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
     }
     atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
     const char *reason = "closed";
+    long done = 0;
     for (;;) {
         mg_blob *blob = NULL;
         mg_queue_status r = mg_queue_get_blob(q, MG_FOREVER, &blob);
@@ -287,7 +291,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         notify_done(self, st, task_id, &out);
         PyThreadState_Swap(worker_ts);
 
-        long done = atomic_fetch_add(&self->raw->done, 1) + 1;
+        done++;
         if (out.fatal) {
             reason = "fatal";
             break;
@@ -342,35 +346,10 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
     return PyBool_FromLong(hit);
 }
 
-static PyObject *
-Worker_get_current_task(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->raw ? atomic_load(&self->raw->current_task) : 0);
-}
-
-static PyObject *
-Worker_get_tasks_done(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLong(self->raw ? atomic_load(&self->raw->done) : 0);
-}
-
-static PyObject *
-Worker_get_interp_id(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->raw ? self->raw->interp_id : -1);
-}
-
 static PyMethodDef Worker_methods[] = {
     {"run", (PyCFunction)Worker_run, METH_NOARGS, Worker_run__doc__},
     {"interrupt", (PyCFunction)Worker_interrupt, METH_O, Worker_interrupt__doc__},
     {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Worker_getset[] = {
-    {"current_task", (getter)Worker_get_current_task, NULL, "Id of the running task, 0 if idle.", NULL},
-    {"tasks_done", (getter)Worker_get_tasks_done, NULL, "Tasks this worker finished.", NULL},
-    {"interp_id", (getter)Worker_get_interp_id, NULL, "The worker's interpreter.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Worker__doc__,
@@ -388,7 +367,6 @@ static PyType_Slot Worker_slots[] = {
     {Py_tp_clear, Worker_clear},
     {Py_tp_dealloc, Worker_dealloc},
     {Py_tp_methods, Worker_methods},
-    {Py_tp_getset, Worker_getset},
     {0, NULL},
 };
 
