@@ -1,16 +1,21 @@
-/* module.c — multigil._core: module state, errors, and the functions that
- * create, call into and close interpreters.
+/* module.c — multigil._core: the module, its functions for creating, calling
+ * into and closing interpreters, and its initialisation, which asks every
+ * layer below to add its types and functions.
  *
  * The module uses multi-phase init and per-module state only, and declares
  * Py_MOD_PER_INTERPRETER_GIL_SUPPORTED: every interpreter multigil creates
  * imports its own copy.
  */
-#include "mg.h"
+#include "module.h"
 #include "errors.h"
+#include "wait.h"
 #include "interp.h"
-#include "call.h"
+#include "shm.h"
 #include "sync.h"
-#include "pickle.h"
+#include "xidata.h"
+#include "queue.h"
+#include "call.h"
+#include "worker.h"
 
 /*************************************************************************
  * Interpreter functions                                                 *
@@ -306,6 +311,7 @@ static int
 core_exec_module(PyObject *module)
 {
     mg_state *st = PyModule_GetState(module);
+    /* Lowest layer first. */
     if (mg_wait_init() < 0 ||
         mg_interp_init(st) < 0 ||
         mg_xidata_init(module, st) < 0 ||
