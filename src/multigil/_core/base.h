@@ -1,6 +1,31 @@
 /* base.h — the shared types of multigil._core: the module state, shared raw
  * objects and the wrappers through which interpreters see them.
  *
+ * The C core is cut into layers, one header each, lowest first.  A C file
+ * includes its own layer's header first, then only headers of the layers
+ * below it; a header includes only headers below its own.  So there are no
+ * include cycles and no calls upward.  tests/test_c_layers.py reads this
+ * table and checks every #include against it; docs/architecture.md lists it.
+ *
+ * layers:
+ *   base.h     base.c        the module state, shared raw objects, wrappers
+ *   errors.h   errors.c      the exception types of multigil._errors, raising
+ *   wait.h     wait.c        clock, condvars, the wait loop, block/timeout args
+ *   interp.h   interp.c      the registry of interpreters, entering, create/close
+ *   blob.h     blob.c        blobs: the stream of an encoded value, its primitives
+ *   shm.h      shm.c         SharedBuffer, zero-copy exports and chunks
+ *   sync.h     lock.c event.c semaphore.c condition.c
+ *                            Lock, RLock, Event, Semaphore, Condition
+ *   pickle.h   pickle.c      pickle, the fallback of the encoding
+ *   xidata.h   encode.c decode.c xidata.c
+ *                            values as blobs and back; is_shareable
+ *   queue.h    queue.c queue_type.c
+ *                            the raw queue of blobs, the Queue type
+ *   call.h     call.c        running code in another interpreter: the one path
+ *   worker.h   worker.c      the executor's worker loop, submit_task
+ *   module.h   module.c      the module: create/call/exec/close, init
+ * end of layers
+ *
  * Ground rules (see docs/architecture.md):
  *   - No interpreter ever touches another interpreter's PyObject*.  Anything that
  *     crosses is raw memory allocated with PyMem_RawMalloc (never PyMem_Malloc:

@@ -61,8 +61,10 @@ struct mg_tnode {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mg_interp *registry_head = NULL;
 
+/* The thread-state cache's key.  Owner: this file; created once, under
+ * tls_once; each thread's value (its mg_tnode list head) is its own. */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static pthread_key_t tls_key;   /* value: mg_tnode* list head of this thread */
+static pthread_key_t tls_key;
 
 #define LOCK() pthread_mutex_lock(&registry_lock)
 #define UNLOCK() pthread_mutex_unlock(&registry_lock)

@@ -243,6 +243,7 @@ export_wrap(mg_state *st, mg_shared *raw)
     return mv;
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 static const mg_shared_kind export_kind = {
     .name = "export",
     .destroy = export_destroy,
@@ -327,7 +328,7 @@ typedef struct {
     /* the data follows, aligned to MG_SHM_ALIGN */
 } chunk_raw;
 
-/* Shared, read-only: the format of every chunk. */
+/* Process-global and read-only (no lock needed): the format of every chunk. */
 static char chunk_format[] = "B";
 
 static void
@@ -342,6 +343,7 @@ chunk_wrap(mg_state *st, mg_shared *raw)
     return foreign_new(st, raw);
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 const mg_shared_kind mg_chunk_kind = {
     .name = "chunk",
     .destroy = chunk_destroy,
@@ -420,6 +422,7 @@ shbuf_wrap(mg_state *st, mg_shared *raw)
     return (PyObject *)self;
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 static const mg_shared_kind shbuf_kind = {
     .name = "SharedBuffer",
     .destroy = shbuf_destroy,
