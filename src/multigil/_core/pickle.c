@@ -18,42 +18,40 @@
 /* How an out-of-band buffer follows a PICKLE in the stream. */
 enum { PB_INLINE = 1, PB_CHUNK = 2 };
 
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *attr = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return attr;
+}
+
 /* Fill the lazily imported pickle helpers of this interpreter's state.
  * Decoding needs only pickle.loads: importing cloudpickle (slow, ~ms) is left
  * to the first encode that needs it. */
 static int
 load_pickle(mg_state *st, int for_dumps)
 {
-    if (st->pickle_loads == NULL) {
-        /* _pickle, not pickle: the Python module imports re, struct and more
-         * into every interpreter that decodes its first pickled value. */
-        PyObject *pickle = PyImport_ImportModule("_pickle");
-        if (pickle == NULL) {
-            return -1;
-        }
-        st->pickle_loads = PyObject_GetAttrString(pickle, "loads");
-        Py_DECREF(pickle);
-        if (st->pickle_loads == NULL) {
-            return -1;
-        }
+    /* _pickle, not pickle: the Python module imports re, struct and more
+     * into every interpreter that decodes its first pickled value. */
+    if (st->pickle_loads == NULL && (st->pickle_loads = import_attr("_pickle", "loads")) == NULL) {
+        return -1;
     }
     if (for_dumps && st->pickle_dumps == NULL) {
         /* cloudpickle pickles lambdas, closures and __main__ functions by value. */
-        PyObject *mod = PyImport_ImportModule("cloudpickle");
-        if (mod == NULL) {
+        st->pickle_dumps = import_attr("cloudpickle", "dumps");
+        if (st->pickle_dumps == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
                 return -1;
             }
             PyErr_Clear();
-            mod = PyImport_ImportModule("_pickle");
-            if (mod == NULL) {
+            if ((st->pickle_dumps = import_attr("_pickle", "dumps")) == NULL) {
                 return -1;
             }
-        }
-        st->pickle_dumps = PyObject_GetAttrString(mod, "dumps");
-        Py_DECREF(mod);
-        if (st->pickle_dumps == NULL) {
-            return -1;
         }
     }
     return 0;

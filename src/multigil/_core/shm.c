@@ -65,18 +65,10 @@ typedef struct {
 static PyObject *
 foreign_new(mg_state *st, mg_shared *raw)
 {
-    PyTypeObject *tp = st->ForeignBufferType;
-    if (tp == NULL) {
-        PyErr_SetString(PyExc_SystemError, "multigil: ForeignBuffer type not initialized");
-        return NULL;
+    ForeignBufferObject *self = (ForeignBufferObject *)mg_wrapper_new(st->ForeignBufferType, raw);
+    if (self != NULL) {
+        self->region = &((region_raw *)raw)->region;
     }
-    ForeignBufferObject *self = (ForeignBufferObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    self->raw = raw;
-    self->region = &((region_raw *)raw)->region;
     return (PyObject *)self;
 }
 
@@ -406,19 +398,10 @@ shbuf_destroy(mg_shared *raw)
 static PyObject *
 shbuf_wrap(mg_state *st, mg_shared *raw)
 {
-    PyTypeObject *tp = st->SharedBufferType;
-    if (tp == NULL) {
-        PyErr_SetString(PyExc_SystemError, "multigil: SharedBuffer type not initialized");
-        return NULL;
+    SharedBufferObject *self = (SharedBufferObject *)mg_wrapper_new(st->SharedBufferType, raw);
+    if (self != NULL) {
+        self->id = raw->id;     /* exports: 0, as tp_alloc left it */
     }
-    SharedBufferObject *self = (SharedBufferObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    self->raw = raw;
-    self->exports = 0;
-    self->id = raw->id;
     return (PyObject *)self;
 }
 
