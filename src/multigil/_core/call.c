@@ -100,92 +100,141 @@ function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
  * The payload of a call                                                 *
  *************************************************************************/
 
-/* The wire tuple's items, in order. */
+/* The items of a call in its blob, in order. */
 enum { W_TASK_ID, W_CHUNKED, W_FN_TOKEN, W_FN_PICKLED, W_ARGS, W_KWARGS, W_SIZE };
 
-/* Fill `c` from its wire tuple (stolen), checking every field: the one place
- * that reads the tuple.  0, or -1 with TypeError (the tuple is dropped). */
+/* The checks of a call's items, one message each: 0, or -1 with TypeError.
+ * The task id and chunked flag are checked only when decoded (the caller
+ * gives C values for them). */
 static int
-call_from_wire(mg_call *c, PyObject *wire)
+call_check(PyObject *const *items, int decoded)
 {
     const char *bad = NULL;
-    PyObject *got = wire;
-    c->wire = NULL;
-    if (!PyTuple_Check(wire) || PyTuple_GET_SIZE(wire) != W_SIZE) {
-        bad = "a call is the tuple (task_id, chunked, fn_token, fn_pickled, args, kwargs) "
-              "that submit_task() builds";
-    }
-    else if (!PyLong_Check(got = PyTuple_GET_ITEM(wire, W_TASK_ID))) {
+    PyObject *got = NULL;
+    if (decoded && !PyLong_Check(got = items[W_TASK_ID])) {
         bad = "the task id of a call must be an int";
     }
-    else if (!PyBool_Check(got = PyTuple_GET_ITEM(wire, W_CHUNKED))) {
+    else if (decoded && !PyBool_Check(got = items[W_CHUNKED])) {
         bad = "the chunked flag of a call must be a bool";
     }
-    else if (!PyLong_Check(got = PyTuple_GET_ITEM(wire, W_FN_TOKEN))) {
+    else if (!PyLong_Check(got = items[W_FN_TOKEN])) {
         bad = "the function token of a call must be an int";
     }
-    else if (PyTuple_GET_ITEM(wire, W_CHUNKED) == Py_False
-             && !PyTuple_Check(got = PyTuple_GET_ITEM(wire, W_ARGS))) {
+    else if (items[W_CHUNKED] == Py_False && !PyTuple_Check(got = items[W_ARGS])) {
         bad = "the arguments of a call must be a tuple";
     }
-    else if ((got = PyTuple_GET_ITEM(wire, W_KWARGS)) != Py_None && !PyDict_Check(got)) {
+    else if ((got = items[W_KWARGS]) != Py_None && !PyDict_Check(got)) {
         bad = "the keyword arguments of a call must be a dict or None";
     }
     if (bad != NULL) {
         PyErr_Format(PyExc_TypeError, "%s, not %.100s", bad, Py_TYPE(got)->tp_name);
-        Py_DECREF(wire);
         return -1;
     }
-    c->task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(wire, W_TASK_ID));
-    if (c->task_id == -1 && PyErr_Occurred()) {
-        Py_DECREF(wire);
-        return -1;
-    }
-    c->chunked = PyTuple_GET_ITEM(wire, W_CHUNKED) == Py_True;
-    c->fn_token = PyTuple_GET_ITEM(wire, W_FN_TOKEN);
-    c->fn_pickled = PyTuple_GET_ITEM(wire, W_FN_PICKLED);
-    c->args = PyTuple_GET_ITEM(wire, W_ARGS);
-    c->kwargs = PyTuple_GET_ITEM(wire, W_KWARGS);
-    c->wire = wire;
     return 0;
+}
+
+static void
+call_init(mg_call *c)
+{
+    c->task_id = 0;
+    c->chunked = 0;
+    c->fn_token = c->fn_pickled = c->args = c->kwargs = NULL;
 }
 
 int
 mg_call_pack(mg_state *st, mg_call *c, long long task_id, int chunked, PyObject *fn,
              PyObject *args, PyObject *kwargs)
 {
-    c->wire = NULL;
+    call_init(c);
     PyObject *ref = function_ref(st, fn);
     if (ref == NULL) {
         return -1;
     }
-    PyObject *id = PyLong_FromLongLong(task_id);
-    PyObject *wire = id == NULL ? NULL : PyTuple_Pack(W_SIZE, id, chunked ? Py_True : Py_False,
-                                                      PyTuple_GET_ITEM(ref, 0),
-                                                      PyTuple_GET_ITEM(ref, 1), args, kwargs);
-    Py_XDECREF(id);
+    /* Checked here as the receiver checks them: a bad one fails in the caller. */
+    PyObject *const items[W_SIZE] = {
+        [W_TASK_ID] = NULL, [W_CHUNKED] = chunked ? Py_True : Py_False,
+        [W_FN_TOKEN] = PyTuple_GET_ITEM(ref, 0), [W_FN_PICKLED] = PyTuple_GET_ITEM(ref, 1),
+        [W_ARGS] = args, [W_KWARGS] = kwargs,
+    };
+    if (call_check(items, 0) < 0) {
+        Py_DECREF(ref);
+        return -1;
+    }
+    c->task_id = task_id;
+    c->chunked = chunked != 0;
+    c->fn_token = Py_NewRef(items[W_FN_TOKEN]);
+    c->fn_pickled = Py_NewRef(items[W_FN_PICKLED]);
+    c->args = Py_NewRef(args);
+    c->kwargs = Py_NewRef(kwargs);
     Py_DECREF(ref);
-    return wire == NULL ? -1 : call_from_wire(c, wire);
+    return 0;
 }
 
 int
 mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags)
 {
-    return mg_encode(st, c->wire, out, flags);
+    PyObject *task_id = PyLong_FromLongLong(c->task_id);
+    if (task_id == NULL) {
+        return -1;
+    }
+    PyObject *const items[W_SIZE] = {
+        [W_TASK_ID] = task_id,
+        [W_CHUNKED] = c->chunked ? Py_True : Py_False,
+        [W_FN_TOKEN] = c->fn_token,
+        [W_FN_PICKLED] = c->fn_pickled,
+        [W_ARGS] = c->args,
+        [W_KWARGS] = c->kwargs,
+    };
+    int rc = mg_encode_items(st, items, W_SIZE, out, flags);
+    Py_DECREF(task_id);
+    return rc;
 }
 
 int
 mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c)
 {
-    c->wire = NULL;
-    PyObject *wire = mg_decode(st, b);
-    return wire == NULL ? -1 : call_from_wire(c, wire);
+    PyObject *items[W_SIZE], *other;
+    call_init(c);
+    switch (mg_decode_items(st, b, W_SIZE, items, &other)) {
+    case 0:
+        break;
+    case 1:
+        PyErr_Format(PyExc_TypeError,
+                     "a call is the tuple (task_id, chunked, fn_token, fn_pickled, args, "
+                     "kwargs) that submit_task() builds, not %.100s", Py_TYPE(other)->tp_name);
+        Py_DECREF(other);
+        return -1;
+    default:
+        return -1;
+    }
+    int rc = call_check(items, 1);
+    if (rc == 0) {
+        c->task_id = PyLong_AsLongLong(items[W_TASK_ID]);
+        rc = c->task_id == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    if (rc < 0) {
+        for (int i = 0; i < W_SIZE; i++) {
+            Py_DECREF(items[i]);
+        }
+        return -1;
+    }
+    c->chunked = items[W_CHUNKED] == Py_True;
+    Py_DECREF(items[W_TASK_ID]);
+    Py_DECREF(items[W_CHUNKED]);
+    c->fn_token = items[W_FN_TOKEN];          /* the references move */
+    c->fn_pickled = items[W_FN_PICKLED];
+    c->args = items[W_ARGS];
+    c->kwargs = items[W_KWARGS];
+    return 0;
 }
 
 void
 mg_call_clear(mg_call *c)
 {
-    Py_CLEAR(c->wire);
+    Py_CLEAR(c->fn_token);
+    Py_CLEAR(c->fn_pickled);
+    Py_CLEAR(c->args);
+    Py_CLEAR(c->kwargs);
 }
 
 PyObject *

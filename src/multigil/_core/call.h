@@ -25,8 +25,9 @@
  *************************************************************************/
 
 /* A call, typed.  In a blob it is the tuple (task_id, chunked, fn_token,
- * fn_pickled, args, kwargs): the executor's queue carries it, and only
- * mg_call_encode/mg_call_decode read or write that tuple.
+ * fn_pickled, args, kwargs), written and read without building the tuple by
+ * mg_call_encode/mg_call_decode, the only code that knows that layout (the
+ * executor's queue carries it, and tests build one by hand).
  *
  * A function crosses as (fn_token, fn_pickled).  Functions importable by name
  * get a process-unique token and are pickled once per sending interpreter;
@@ -36,11 +37,11 @@
 typedef struct {
     long long task_id;      /* > 0: an executor task; 0: a direct call */
     int chunked;            /* fn applies to each argument tuple of the list args */
+    /* Owned references (NULL when empty): */
     PyObject *fn_token;     /* int */
     PyObject *fn_pickled;
     PyObject *args;         /* a tuple (chunked: a list of tuples) */
     PyObject *kwargs;       /* a dict, or None */
-    PyObject *wire;         /* the tuple that holds the fields above; NULL: empty */
 } mg_call;
 
 /* Build the call fn(*args, **kwargs) in the caller.  0, or -1 with an

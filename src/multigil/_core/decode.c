@@ -337,33 +337,91 @@ dec(dec_t *d, int depth)
     }
 }
 
+/* What is rebuilt from the top of a stream: one value, or (n >= 0) the n
+ * items of a tuple, without the tuple. */
+typedef struct {
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *value;    /* the value; also when the top is not a tuple of n items */
+} top_t;
+
+static void
+top_clear(top_t *t)
+{
+    Py_CLEAR(t->value);
+    for (Py_ssize_t i = 0; t->items != NULL && i < t->n; i++) {
+        Py_CLEAR(t->items[i]);
+    }
+}
+
+/* Decode the top of `d`'s stream, which must use it up, into `t`. */
+static int
+dec_top(dec_t *d, top_t *t)
+{
+    if (t->n >= 0 && d->r.p < d->r.end && *d->r.p == MG_T_TUPLE) {
+        mg_reader tuple = d->r;
+        size_t len;
+        d->r.p++;
+        if (mg_get_len(&d->r, 1, &len) < 0) {
+            return -1;
+        }
+        if (len == (size_t)t->n) {
+            for (Py_ssize_t i = 0; i < t->n; i++) {
+                t->items[i] = NULL;
+            }
+            for (Py_ssize_t i = 0; i < t->n; i++) {
+                if ((t->items[i] = dec(d, 1)) == NULL) {
+                    top_clear(t);
+                    return -1;
+                }
+            }
+            goto done;
+        }
+        d->r = tuple;   /* another tuple: rebuilt as a value */
+    }
+    t->value = dec(d, 0);
+    if (t->value == NULL) {
+        return -1;
+    }
+done:
+    if (d->r.p != d->r.end) {
+        top_clear(t);
+        mg_malformed("trailing data");
+        return -1;
+    }
+    return 0;
+}
+
 /* A table blob: unpickle the table behind the stream first, then decode the
  * stream, whose PICKLE_REFs index into it. */
-static PyObject *
-dec_table_blob(mg_state *st, const mg_blob *b)
+static int
+dec_table_blob(mg_state *st, const mg_blob *b, top_t *top)
 {
     const unsigned char *start = (const unsigned char *)b->data;
     const unsigned char *end = start + b->size;
     if (b->size < MG_TABLE_HEADER) {
-        return mg_malformed("truncated");
+        mg_malformed("truncated");
+        return -1;
     }
     uint64_t n = 0;
     for (int i = 0; i < MG_TABLE_HEADER - 1; i++) {
         n |= (uint64_t)start[1 + i] << (8 * i);
     }
     if (n > b->size - MG_TABLE_HEADER) {
-        return mg_malformed("truncated");
+        mg_malformed("truncated");
+        return -1;
     }
     const unsigned char *mid = start + MG_TABLE_HEADER + n;
     dec_t t = {{b, mid, end}, st, NULL};
     if (t.r.p >= t.r.end || *t.r.p != MG_T_PICKLE) {
-        return mg_malformed("bad pickle table");
+        mg_malformed("bad pickle table");
+        return -1;
     }
     PyObject *table = dec(&t, 0);
     if (table == NULL) {
-        return NULL;
+        return -1;
     }
-    PyObject *v = NULL;
+    int rc = -1;
     if (!PyList_CheckExact(table)) {
         mg_malformed("bad pickle table");
     }
@@ -372,32 +430,44 @@ dec_table_blob(mg_state *st, const mg_blob *b)
     }
     else {
         dec_t d = {{b, start + MG_TABLE_HEADER, mid}, st, table};
-        v = dec(&d, 0);
-        if (v != NULL && d.r.p != d.r.end) {
-            Py_CLEAR(v);
-            mg_malformed("trailing data");
-        }
+        rc = dec_top(&d, top);
     }
     Py_DECREF(table);
-    return v;
+    return rc;
+}
+
+static int
+decode_top(mg_state *st, const mg_blob *b, top_t *top)
+{
+    top->value = NULL;
+    if (b->data == NULL || b->size == 0) {
+        mg_malformed("empty");
+        return -1;
+    }
+    if ((unsigned char)b->data[0] == MG_T_TABLE) {
+        return dec_table_blob(st, b, top);
+    }
+    dec_t d = {{b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size},
+               st, NULL};
+    return dec_top(&d, top);
 }
 
 PyObject *
 mg_decode(mg_state *st, const mg_blob *b)
 {
-    if (b->data == NULL || b->size == 0) {
-        return mg_malformed("empty");
-    }
-    if ((unsigned char)b->data[0] == MG_T_TABLE) {
-        return dec_table_blob(st, b);
-    }
-    dec_t d = {{b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size},
-               st, NULL};
-    PyObject *v = dec(&d, 0);
-    if (v != NULL && d.r.p != d.r.end) {
-        Py_DECREF(v);
-        return mg_malformed("trailing data");
-    }
-    return v;
+    top_t top = {-1, NULL, NULL};
+    return decode_top(st, b, &top) < 0 ? NULL : top.value;
 }
 
+int
+mg_decode_items(mg_state *st, const mg_blob *b, Py_ssize_t n, PyObject **items,
+                PyObject **other)
+{
+    top_t top = {n, items, NULL};
+    *other = NULL;
+    if (decode_top(st, b, &top) < 0) {
+        return -1;
+    }
+    *other = top.value;
+    return top.value == NULL ? 0 : 1;
+}

@@ -532,13 +532,26 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
     return depth == 0 ? mg_pickle_put(e->st, b, o) : enc_defer(e, o);
 }
 
-int
-mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
+/* Encode `obj`, or (items != NULL) the tuple of the n `items` without
+ * building it: the same stream either way. */
+static int
+encode_top(mg_state *st, PyObject *obj, PyObject *const *items, Py_ssize_t n, mg_blob *out,
+           int flags)
 {
     /* Reuse the caller's capacity, if any; start from an empty stream. */
     mg_blob_reset(out, flags);
     enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0, NULL};
-    int rc = enc(&e, obj, 0, e.borrow);
+    int rc;
+    if (items == NULL) {
+        rc = enc(&e, obj, 0, e.borrow);
+    }
+    else {
+        /* As enc_tuple: the items one level down, borrowed like its own. */
+        rc = put_header(&e, MG_T_TUPLE, n);
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+            rc = enc(&e, items[i], 1, e.borrow);
+        }
+    }
     if (rc == 0 && e.table != NULL) {
         rc = enc_table(&e);
     }
@@ -548,6 +561,18 @@ mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
         return -1;
     }
     return 0;
+}
+
+int
+mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags)
+{
+    return encode_top(st, obj, NULL, 0, out, flags);
+}
+
+int
+mg_encode_items(mg_state *st, PyObject *const *items, Py_ssize_t n, mg_blob *out, int flags)
+{
+    return encode_top(st, NULL, items, n, out, flags);
 }
 
 /*************************************************************************

@@ -23,6 +23,15 @@ int mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags);
 /* Rebuild the value in the current interpreter; new reference or NULL.
  * Does not consume the blob. */
 PyObject *mg_decode(mg_state *st, const mg_blob *b);
+
+/* The same for a tuple of n `items` that is never built: mg_encode_items
+ * writes the stream mg_encode writes for the tuple, and mg_decode_items
+ * rebuilds such a stream's n items into items[] (new references) and returns
+ * 0; a stream of any other value it rebuilds into *other (a new reference)
+ * and returns 1.  -1 with an exception set. */
+int mg_encode_items(mg_state *st, PyObject *const *items, Py_ssize_t n, mg_blob *out, int flags);
+int mg_decode_items(mg_state *st, const mg_blob *b, Py_ssize_t n, PyObject **items,
+                    PyObject **other);
 /* 1 if `obj` crosses natively (no pickle), else 0. */
 int mg_is_natively_shareable(mg_state *st, PyObject *obj);
 
