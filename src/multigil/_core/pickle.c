@@ -57,28 +57,30 @@ load_pickle(mg_state *st, int for_dumps)
     return 0;
 }
 
-/* Interrupts, MemoryError and a NotShareableError raised by a nested encode
- * (e.g. in a __reduce__, which says it best) say nothing about the value
- * being sent: they pass unchanged. */
-static int
-passes_unchanged(mg_state *st, PyObject *exc)
+/* The pending exception, taken, if it says something about the value being
+ * sent; else NULL, and it stays set.  Interrupts, MemoryError and a
+ * NotShareableError raised by a nested encode (e.g. in a __reduce__, which
+ * says it best) say nothing about the value: they pass unchanged. */
+static PyObject *
+take_value_error(mg_state *st)
 {
-    return !PyErr_GivenExceptionMatches(exc, PyExc_Exception)
-           || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
-           || mg_error_matches(st, exc, MG_ERR_NOT_SHAREABLE);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc != NULL && (!PyErr_GivenExceptionMatches(exc, PyExc_Exception)
+                        || PyErr_GivenExceptionMatches(exc, PyExc_MemoryError)
+                        || mg_error_matches(st, exc, MG_ERR_NOT_SHAREABLE))) {
+        PyErr_SetRaisedException(exc);
+        return NULL;
+    }
+    return exc;
 }
 
 /* Turn the pending exception into NotShareableError naming obj's type, with
- * the original as __cause__, unless it passes unchanged. */
+ * the original as __cause__ (unless it passes unchanged: take_value_error). */
 int
 mg_not_shareable(mg_state *st, PyObject *obj, const char *how)
 {
-    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = take_value_error(st);
     if (exc == NULL) {
-        return -1;
-    }
-    if (passes_unchanged(st, exc)) {
-        PyErr_SetRaisedException(exc);
         return -1;
     }
 
@@ -243,12 +245,8 @@ mg_pickle_put(mg_state *st, mg_blob *b, PyObject *obj)
 int
 mg_pickle_table_error(mg_state *st, PyObject *table)
 {
-    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = take_value_error(st);
     if (exc == NULL) {
-        return -1;
-    }
-    if (passes_unchanged(st, exc)) {
-        PyErr_SetRaisedException(exc);
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(table); i++) {
