@@ -84,3 +84,55 @@ def test_submit_task_checks_the_task_id():
     with pytest.raises(ValueError):
         _core.submit_task(q, 0, helpers.add, (1, 2), None, False)
     assert q.qsize() == 0
+
+
+NO_CORE = r"interpreter \d+ cannot run code sent by multigil: multigil._core is not imported there"
+
+
+def test_every_entry_point_says_the_same_when_the_target_has_no_core():
+    # One condition, one message: call, exec, set_main_attrs and a worker all
+    # run code through the same path (call.c: mg_run_in / mg_no_core).
+    bare = _core.create("pass")
+    try:
+        with pytest.raises(InterpreterError, match=NO_CORE):
+            _core.call(bare, helpers.add, (1, 2), None)
+        with pytest.raises(InterpreterError, match=NO_CORE):
+            _core.exec(bare, "x = 1")
+        with pytest.raises(InterpreterError, match=NO_CORE):
+            _core.set_main_attrs(bare, {"x": 1})
+        with pytest.raises(InterpreterError, match=NO_CORE):
+            _core.Worker(bare, _core.Queue(), None, print).run()
+    finally:
+        _core.destroy(bare)
+
+
+def test_worker_refuses_its_own_interpreter():
+    worker = _core.Worker(_core.get_current(), _core.Queue(), None, print)
+    with pytest.raises(InterpreterError, match="own interpreter"):
+        worker.run()
+
+
+def test_submit_task_checks_the_call_it_builds():
+    # A task the worker could not call (args not a tuple) fails at submit, in
+    # the caller, instead of in the worker.
+    q = _core.Queue()
+    with pytest.raises(TypeError, match="arguments of a call must be a tuple, not list"):
+        _core.submit_task(q, 1, helpers.add, [1, 2], None, False)
+    with pytest.raises(TypeError, match="keyword arguments of a call must be a dict or None"):
+        _core.submit_task(q, 1, helpers.add, (1, 2), [("a", 1)], False)
+    assert q.qsize() == 0
+
+
+def test_worker_reports_and_skips_items_that_are_not_calls(interps) -> None:  # type: ignore[no-untyped-def]
+    (interp,) = interps(1)
+    work, done = _core.Queue(), []
+    scratch = _core.Queue()
+    _core.submit_task(scratch, 1, helpers.add, (2, 3), None, False)
+    task = scratch.get_nowait()
+    work.put(("one", *task[1:]))                      # the task id is not an int
+    work.put((2, *task[1:4], [2, 3], None))           # args not a tuple
+    work.put((3, *task[1:]))
+    work.close()
+    worker = _core.Worker(interp.id, work, None, lambda tid, ok, value: done.append((tid, ok, value)))
+    assert worker.run() == "closed"
+    assert done == [(3, True, 5)]

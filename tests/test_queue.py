@@ -1,4 +1,4 @@
-"""Tests of multigil's native Queue (src/multigil/_core/queue.c).
+"""Tests of multigil's native Queue (src/multigil/_core/queue.h: queue.c, queue_type.c).
 
 Synchronisation in these tests is by the queues and events under test, never
 by sleeping; the few timed waits measure timeouts or give a blocked thread a

@@ -1,5 +1,5 @@
 """Tests of multigil's cross-interpreter Lock, RLock, Event, Semaphore,
-BoundedSemaphore and Condition (src/multigil/_core/sync.c).
+BoundedSemaphore and Condition (src/multigil/_core/sync.h: lock.c, event.c, semaphore.c, condition.c).
 
 Synchronisation in these tests is by the primitives under test and by
 queues, never by sleeping; the few timed waits measure timeouts or give a

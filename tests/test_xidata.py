@@ -1,4 +1,4 @@
-"""Tests of the cross-interpreter encoding of values (src/multigil/_core/xidata.c).
+"""Tests of the cross-interpreter encoding of values (src/multigil/_core/xidata.h: encode.c, decode.c).
 
 Most tests go through ``_core._roundtrip(obj, flags)``: encode as for another
 interpreter, decode in this one.  It runs the same code as a real crossing,
@@ -729,7 +729,7 @@ def _tag(value: object) -> bytes:
 def _hostile() -> list[bytes]:
     list_, tuple_, ucs2, bytes_ = _tag([]), _tag(()), _tag("\u20ac"), _tag(b"")
     # The tags right after BYTES, STR4 and FROZENSET are BYTES_REF, STR_REF
-    # and HANDLE (see the format table in xidata.c).
+    # and HANDLE (see the format table in blob.h).
     bytes_ref = bytes([bytes_[0] + 1])
     str_ref = bytes([_tag("\U0001f600")[0] + 1])
     handle_tag = bytes([_tag(frozenset())[0] + 1])

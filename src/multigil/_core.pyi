@@ -23,10 +23,10 @@ _T = TypeVar("_T")
 _ExcInfo: TypeAlias = tuple[Any, ...]
 
 # Flag of _roundtrip()/_encoded_size(): borrow large buffers of the value being
-# encoded instead of copying them (MG_ENCODE_BORROW in mg.h).
+# encoded instead of copying them (MG_ENCODE_BORROW in blob.h).
 ENCODE_BORROW: Final = 1
 
-# ---------------------------------------------------------------- module.c --
+# ------------------------------------------------- module.c (is_shareable: xidata.c) --
 
 def create(bootstrap: str, /) -> int:
     """Create an isolated interpreter with its own GIL, run ``bootstrap`` in it, return its id."""
@@ -54,9 +54,6 @@ def import_in_main(name: str, /) -> bool:
 
 def list_all() -> list[tuple[int, str]]:
     """``(id, whence)`` of every known interpreter."""
-
-def owned_ids() -> list[int]:
-    """Ids of the interpreters multigil created."""
 
 def get_current() -> int:
     """Id of the current interpreter."""
@@ -144,7 +141,7 @@ class ForeignBuffer:
         """Whether the sender's buffer is read-only."""
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
-# ----------------------------------------------------------------- queue.c --
+# ------------------------------------------------------------ queue_type.c --
 
 @final
 class Queue:
@@ -176,7 +173,7 @@ class Queue:
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
-# ------------------------------------------------------------------ sync.c --
+# ------------------------------------ lock.c, event.c, semaphore.c, condition.c --
 
 @final
 class Lock:
@@ -204,7 +201,7 @@ class Lock:
 
 @final
 class RLock:
-    """A reentrant lock shared by every interpreter; the owner is (interpreter, thread)."""
+    """A reentrant lock shared by every interpreter; the owner is the OS thread, in any interpreter."""
 
     @property
     def id(self) -> int:
@@ -216,7 +213,7 @@ class RLock:
     def locked(self) -> bool:
         """Whether the lock is held, by anyone, in any interpreter."""
     def _is_owned(self) -> bool:
-        """Whether the calling (interpreter, thread) holds the lock."""
+        """Whether the calling thread holds the lock."""
     def __enter__(self) -> bool: ...
     def __exit__(
         self,
@@ -329,15 +326,6 @@ class Worker:
         on_done: Callable[[int, bool | None, Any], object],
         max_tasks: int = 0,
     ) -> None: ...
-    @property
-    def current_task(self) -> int:
-        """Id of the running task, 0 if idle."""
-    @property
-    def tasks_done(self) -> int:
-        """Tasks this worker finished."""
-    @property
-    def interp_id(self) -> int:
-        """The worker's interpreter (-1 before ``__init__``)."""
     def run(self) -> Literal["closed", "max_tasks", "fatal"]:
         """Run tasks until the queue is closed, max_tasks were done, or a task raised
         SystemExit/KeyboardInterrupt; the reason.  Blocks the calling thread."""

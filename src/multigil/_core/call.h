@@ -1,26 +1,110 @@
-/* call.h — running a function in an interpreter (module.c), shared with the
- * executor's worker loop (worker.c). */
+/* call.h — running code in another interpreter: the one path that
+ * interpreters.call/exec/set_main_attrs (module.c) and the executor's
+ * workers (worker.c) share.
+ *
+ *   caller                                   target interpreter
+ *   ──────                                   ──────────────────
+ *   mg_call_pack + mg_call_encode ─ blob ─►  mg_call_decode, mg_call_invoke
+ *                                            mg_outcome_set: the result, or
+ *                                            the error captured as an excinfo
+ *   mg_outcome_take ◄──────────── blob ───┘
+ *
+ * mg_run_in() does the whole trip for one piece of work: enter, check that the
+ * target has _core, run, capture the error, leave.  A worker enters once and
+ * runs many calls, so it uses the same pieces around its own loop.
+ */
 #ifndef MULTIGIL_CALL_H
 #define MULTIGIL_CALL_H
-#include "mg.h"
 
-/* How a function crosses: (token, pickled bytes).  Functions importable by
- * name get a process-unique token and are pickled once per sending
- * interpreter; the receiver keeps the unpickled function by token.  Others
- * (lambdas, closures, functions of __main__) travel by value every time,
- * with token 0.  New reference or NULL. */
-PyObject *mg_function_ref(mg_state *st, PyObject *fn);
-/* The function for (token, pickled) in the current interpreter; `pickled` is
- * bytes, or (shared object, method name).  New ref. */
-PyObject *mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled);
+#include "base.h"
+#include "blob.h"
+#include "interp.h"
 
-/* Encode the exception being raised (and clear it) into `out` as the tuple
- * built by multigil._remote.capture().  Never fails: falls back to a plain
- * description.  Returns 1 if it was SystemExit or KeyboardInterrupt. */
-int mg_capture_exception(mg_state *st, mg_blob *out);
+/*************************************************************************
+ * The payload of a call                                                 *
+ *************************************************************************/
 
-/* Whether the module-level `fn` of an importable module is the object found
- * by importing it; used to choose between by-name and by-value. */
-PyObject *mg_remote(mg_state *st);   /* multigil._remote, imported lazily; borrowed */
+/* A call, typed.  In a blob it is the tuple (task_id, chunked, fn_token,
+ * fn_pickled, args, kwargs), written and read without building the tuple by
+ * mg_call_encode/mg_call_decode, the only code that knows that layout (the
+ * executor's queue carries it, and tests build one by hand).
+ *
+ * A function crosses as (fn_token, fn_pickled).  Functions importable by name
+ * get a process-unique token and are pickled once per sending interpreter;
+ * the receiver keeps the unpickled function by token.  Others (lambdas,
+ * closures, functions of __main__) travel by value every time, with token 0.
+ * fn_pickled is bytes, or (shared object, method name). */
+typedef struct {
+    long long task_id;      /* > 0: an executor task; 0: a direct call */
+    int chunked;            /* fn applies to each argument tuple of the list args */
+    /* Owned references (NULL when empty): */
+    PyObject *fn_token;     /* int */
+    PyObject *fn_pickled;
+    PyObject *args;         /* a tuple (chunked: a list of tuples) */
+    PyObject *kwargs;       /* a dict, or None */
+} mg_call;
 
-#endif
+/* Build the call fn(*args, **kwargs) in the caller.  0, or -1 with an
+ * exception set (NotShareableError if fn cannot cross). */
+int mg_call_pack(mg_state *st, mg_call *c, long long task_id, int chunked, PyObject *fn,
+                 PyObject *args, PyObject *kwargs);
+/* Encode `c` into `out` (flags as mg_encode: with MG_ENCODE_BORROW, keep `c`
+ * until the blob is decoded). */
+int mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags);
+/* Rebuild a call from a blob in the current interpreter.  0, or -1 with an
+ * exception set (TypeError if the blob holds something else). */
+int mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c);
+void mg_call_clear(mg_call *c);
+
+/* In the target: resolve the function and call it.  The result (a new
+ * reference), or NULL with its exception set. */
+PyObject *mg_call_invoke(mg_state *sub, const mg_call *c);
+
+/*************************************************************************
+ * Outcomes                                                              *
+ *************************************************************************/
+
+/* What came of running code in the target, encoded there for the caller. */
+typedef struct {
+    mg_blob value;      /* the result, or the excinfo of its error */
+    int ok;             /* 1: value is the result; 0: an excinfo */
+    int fatal;          /* the error was SystemExit or KeyboardInterrupt */
+} mg_outcome;
+
+void mg_outcome_init(mg_outcome *o);
+/* In the target: encode `result` (a reference it steals), or, when it is NULL
+ * or cannot be encoded, the exception being raised, as the tuple built by
+ * multigil._remote.capture() (the exception is cleared).  Never fails: a
+ * description that cannot be built falls back to plain strings. */
+void mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o);
+/* In the caller: the value (result or excinfo), rebuilt; the blob is
+ * cleared, `ok` and `fatal` stay. */
+PyObject *mg_outcome_take(mg_state *st, mg_outcome *o);
+
+/*************************************************************************
+ * The one way in                                                        *
+ *************************************************************************/
+
+/* Work run inside the target interpreter (attached, with its _core state
+ * `sub`), reading `in` (or NULL) and `arg`: a new reference to the result,
+ * or NULL with the exception set. */
+typedef PyObject *(*mg_job)(mg_state *sub, const mg_blob *in, const void *arg);
+
+/* Run `job` in interpreter `id` and leave its outcome in *out (initialised
+ * here).  `in` (may be NULL) is cleared while still in the target, so that
+ * zero-copy exports of the caller's buffers are released as soon as this
+ * returns.  Returns 0, or -1 with an exception set in the caller: the target
+ * does not exist or cannot be entered, or has no _core (mg_no_core). */
+int mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
+              mg_outcome *out);
+
+/* Raise, in the caller, the InterpreterError for a target `id` whose
+ * session found no _core state there (mg_session_state() is NULL; leave it
+ * first).  Returns NULL. */
+PyObject *mg_no_core(mg_state *st, int64_t id);
+
+/* multigil._remote in the current interpreter, imported on first use
+ * (borrowed), or NULL with the import error. */
+PyObject *mg_remote(mg_state *st);
+
+#endif /* MULTIGIL_CALL_H */

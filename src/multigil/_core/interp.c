@@ -15,97 +15,8 @@
  * thread state of I (other threads' too: they are idle, since nobody is inside
  * I); a node whose thread is gone is reaped by the next thread that enters I.
  */
-#include "mg.h"
-
-/*************************************************************************
- * Shared raw objects                                                    *
- *************************************************************************/
-
-static atomic_llong next_id = 1;
-
-int64_t
-mg_next_id(void)
-{
-    return atomic_fetch_add(&next_id, 1);
-}
-
-void
-mg_shared_init(mg_shared *s, const mg_shared_kind *kind)
-{
-    atomic_init(&s->refcnt, 1);
-    s->kind = kind;
-    s->id = mg_next_id();
-}
-
-void
-mg_shared_incref(mg_shared *s)
-{
-    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
-}
-
-void
-mg_shared_decref(mg_shared *s)
-{
-    if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) == 1) {
-        s->kind->destroy(s);
-    }
-}
-
-/* A new wrapper of `type` for `raw`, taking a reference to it: how every
- * interpreter gets its own object for the same raw queue or lock. */
-PyObject *
-mg_wrapper_new(PyTypeObject *type, mg_shared *raw)
-{
-    if (type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "multigil._core is not initialised here");
-        return NULL;
-    }
-    mg_wrapper *w = (mg_wrapper *)type->tp_alloc(type, 0);
-    if (w == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    w->raw = raw;
-    return (PyObject *)w;
-}
-
-void
-mg_wrapper_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    mg_shared *raw = ((mg_wrapper *)self)->raw;
-    if (raw != NULL) {
-        mg_shared_decref(raw);
-    }
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-/* Identity of a wrapper is its raw object's id: two wrappers (in one
- * interpreter, or sent back and forth) of the same raw object compare equal
- * and hash alike.  Slots shared by every wrapper type. */
-Py_hash_t
-mg_wrapper_hash(PyObject *self)
-{
-    Py_hash_t h = (Py_hash_t)((mg_wrapper *)self)->raw->id;
-    return h == -1 ? -2 : h;
-}
-
-PyObject *
-mg_wrapper_richcompare(PyObject *a, PyObject *b, int op)
-{
-    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    int eq = ((mg_wrapper *)a)->raw->id == ((mg_wrapper *)b)->raw->id;
-    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
-}
-
-PyObject *
-mg_wrapper_get_id(PyObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(((mg_wrapper *)self)->raw->id);
-}
+#include "interp.h"
+#include "errors.h"
 
 /*************************************************************************
  * Registry                                                              *
@@ -150,8 +61,10 @@ struct mg_tnode {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mg_interp *registry_head = NULL;
 
+/* The thread-state cache's key.  Owner: this file; created once, under
+ * tls_once; each thread's value (its mg_tnode list head) is its own. */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static pthread_key_t tls_key;   /* value: mg_tnode* list head of this thread */
+static pthread_key_t tls_key;
 
 #define LOCK() pthread_mutex_lock(&registry_lock)
 #define UNLOCK() pthread_mutex_unlock(&registry_lock)
@@ -335,8 +248,6 @@ mg_interp_exports_add(int64_t owner_id, long delta)
  * Entering an interpreter                                               *
  *************************************************************************/
 
-#include "interp.h"
-
 /* Delete the cached thread states of exited threads.  Attached to `ip`. */
 static void
 reap_gone_threads(mg_interp *ip)
@@ -435,7 +346,7 @@ acquire(mg_state *st, int64_t id)
         /* A cached thread state would make its creator's Py_EndInterpreter
          * abort ("not the last thread"). */
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld was not created by "
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld was not created by "
                  "multigil; multigil cannot enter it", (long long)id);
         return NULL;
     }
@@ -443,11 +354,11 @@ acquire(mg_state *st, int64_t id)
         int closing = ip != NULL;
         UNLOCK();
         if (closing) {
-            mg_raise(st, "InterpreterNotFoundError",
+            mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                      "interpreter %lld is being closed", (long long)id);
         }
         else {
-            mg_raise(st, "InterpreterNotFoundError",
+            mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                      "interpreter %lld does not exist (it was closed, or never "
                      "created); create a new one with multigil.interpreters.create()",
                      (long long)id);
@@ -498,17 +409,10 @@ mg_leave(mg_session *s)
 }
 
 mg_state *
-mg_session_state(mg_state *caller, mg_session *s)
+mg_session_state(const mg_session *s)
 {
-    mg_state *st = s->interp->state;
-    if (st == NULL) {
-        /* Attached to the target now: raise there, the caller will see it. */
-        PyErr_Format(PyExc_ImportError,
-                     "multigil._core is not imported in interpreter %lld",
-                     (long long)s->interp->id);
-    }
-    (void)caller;
-    return st;
+    /* Attached to the target: its state may be read now. */
+    return s->interp->state;
 }
 
 /*************************************************************************
@@ -516,10 +420,10 @@ mg_session_state(mg_state *caller, mg_session *s)
  *************************************************************************/
 
 int64_t
-mg_interp_create(mg_state *st, const char *bootstrap, char **error)
+mg_interp_create(mg_state *st, const char *bootstrap)
 {
     pthread_once(&tls_once, tls_init);
-    *error = NULL;
+    char *error = NULL;         /* the bootstrap's error, as text */
     PyInterpreterConfig config = {
         .use_main_obmalloc = 0,
         .allow_fork = 0,
@@ -535,7 +439,7 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
     if (PyStatus_Exception(status) || ts == NULL) {
         /* Py_NewInterpreterFromConfig leaves the caller detached on failure */
         PyThreadState_Swap(saved);
-        mg_raise(st, "InterpreterError", "cannot create an interpreter: %s",
+        mg_raise(st, MG_ERR_INTERPRETER, "cannot create an interpreter: %s",
                  status.err_msg ? status.err_msg : "unknown error");
         return -1;
     }
@@ -566,9 +470,9 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
             const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
             const char *tname = exc ? Py_TYPE(exc)->tp_name : "error";
             size_t len = strlen(tname) + (msg ? strlen(msg) : 0) + 4;
-            *error = PyMem_RawMalloc(len);
-            if (*error) {
-                snprintf(*error, len, "%s: %s", tname, msg ? msg : "");
+            error = PyMem_RawMalloc(len);
+            if (error) {
+                snprintf(error, len, "%s: %s", tname, msg ? msg : "");
             }
             PyErr_Clear();
             Py_XDECREF(text);
@@ -597,8 +501,12 @@ mg_interp_create(mg_state *st, const char *bootstrap, char **error)
             UNLOCK();
         }
         mg_interp_run_deferred();
-        if (*error == NULL) {
+        if (error == NULL) {
             PyErr_NoMemory();
+        }
+        else {
+            mg_raise(st, MG_ERR_INTERPRETER, "a new interpreter failed to start: %s", error);
+            PyMem_RawFree(error);
         }
         return -1;
     }
@@ -618,7 +526,7 @@ mg_interp_close(mg_state *st, int64_t id)
     const char *problem = NULL;
     if (ip == NULL || ip->closing) {
         UNLOCK();
-        mg_raise(st, "InterpreterNotFoundError",
+        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                  "interpreter %lld does not exist (already closed?)", (long long)id);
         return -1;
     }
@@ -638,7 +546,7 @@ mg_interp_close(mg_state *st, int64_t id)
     }
     if (problem) {
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld %s", (long long)id, problem);
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
         return -1;
     }
     ip->closing = 1;
@@ -665,7 +573,7 @@ mg_interp_close(mg_state *st, int64_t id)
         ip->closing = 0;
         atomic_fetch_sub(&ip->busy, 1);
         UNLOCK();
-        mg_raise(st, "InterpreterError", "interpreter %lld still lends buffers (memoryviews) "
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
                  "to other interpreters; release those views first", (long long)id);
         return -1;
     }
@@ -674,8 +582,7 @@ mg_interp_close(mg_state *st, int64_t id)
      * whose release matters (views of other interpreters' buffers, shared
      * buffers) go now, while their destructors can still run. */
     if (ip->state != NULL) {
-        Py_CLEAR(ip->state->fn_by_blob);
-        Py_CLEAR(ip->state->blob_by_fn);
+        mg_state_drop_caches(ip->state);
     }
 
     /* Every other cached thread state of it goes now: Py_EndInterpreter
@@ -725,40 +632,8 @@ mg_interp_close(mg_state *st, int64_t id)
 }
 
 /*************************************************************************
- * Queries                                                               *
+ * Queries, and the module's own entry                                   *
  *************************************************************************/
-
-mg_state *
-mg_interp_state(const mg_interp *ip)
-{
-    return ip->state;
-}
-
-void
-mg_interp_set_state(mg_interp *ip, mg_state *st)
-{
-    LOCK();
-    ip->state = st;
-    UNLOCK();
-}
-
-void
-mg_interp_forget_current(mg_interp *ip, mg_state *st)
-{
-    /* The module is being freed in this interpreter.  Entries multigil did
-     * not create are dropped: their interpreter may be destroyed by others.
-     * Another, newer instance of _core may own the entry: leave it alone. */
-    LOCK();
-    if (ip->state != st) {
-        UNLOCK();
-        return;
-    }
-    ip->state = NULL;
-    if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
-        remove_entry_locked(ip);
-    }
-    UNLOCK();
-}
 
 PyObject *
 mg_interp_list(void)
@@ -820,38 +695,39 @@ mg_interp_busy(int64_t id, const char **whence)
     return busy;
 }
 
-/* The ids of the interpreters multigil created, oldest first. */
-PyObject *
-mg_interp_owned_ids(void)
-{
-    PyObject *all = mg_interp_list();
-    if (all == NULL) {
-        return NULL;
-    }
-    PyObject *result = PyList_New(0);
-    for (Py_ssize_t i = 0; result && i < PyList_GET_SIZE(all); i++) {
-        PyObject *id = PyTuple_GET_ITEM(PyList_GET_ITEM(all, i), 0);
-        LOCK();
-        mg_interp *ip = find_locked(PyLong_AsLongLong(id));
-        int owned = ip && ip->owned;
-        UNLOCK();
-        if (owned && PyList_Append(result, id) < 0) {
-            Py_CLEAR(result);
-        }
-    }
-    Py_DECREF(all);
-    return result;
-}
-
 int
-mg_interp_module_init(PyObject *module, mg_state *st)
+mg_interp_init(mg_state *st)
 {
-    (void)module;
     pthread_once(&tls_once, tls_init);
     st->interp = mg_interp_current();
     if (st->interp == NULL) {
         return -1;
     }
-    mg_interp_set_state(st->interp, st);
+    LOCK();
+    st->interp->state = st;
+    UNLOCK();
     return 0;
+}
+
+void
+mg_interp_forget(mg_state *st)
+{
+    mg_interp *ip = st->interp;
+    if (ip == NULL) {
+        return;
+    }
+    st->interp = NULL;
+    /* The module is being freed in this interpreter.  Entries multigil did
+     * not create are dropped: their interpreter may be destroyed by others.
+     * Another, newer instance of _core may own the entry: leave it alone. */
+    LOCK();
+    if (ip->state != st) {
+        UNLOCK();
+        return;
+    }
+    ip->state = NULL;
+    if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
+        remove_entry_locked(ip);
+    }
+    UNLOCK();
 }

@@ -1,215 +1,21 @@
-/* module.c — multigil._core: module state, errors, and the functions that
- * create, call into and close interpreters.
+/* module.c — multigil._core: the module, its functions for creating, calling
+ * into and closing interpreters, and its initialisation, which asks every
+ * layer below to add its types and functions.
  *
  * The module uses multi-phase init and per-module state only, and declares
  * Py_MOD_PER_INTERPRETER_GIL_SUPPORTED: every interpreter multigil creates
  * imports its own copy.
  */
-#include "mg.h"
+#include "module.h"
+#include "errors.h"
+#include "wait.h"
 #include "interp.h"
+#include "shm.h"
+#include "sync.h"
+#include "xidata.h"
+#include "queue.h"
 #include "call.h"
-
-/*************************************************************************
- * State and errors                                                      *
- *************************************************************************/
-
-static PyObject *
-import_attr(const char *module, const char *name)
-{
-    PyObject *mod = PyImport_ImportModule(module);
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *attr = PyObject_GetAttrString(mod, name);
-    Py_DECREF(mod);
-    return attr;
-}
-
-PyObject *
-mg_get_error(mg_state *st, const char *name)
-{
-    if (st->errors_module == NULL) {
-        st->errors_module = PyImport_ImportModule("multigil._errors");
-        if (st->errors_module == NULL) {
-            return NULL;
-        }
-    }
-    return PyObject_GetAttrString(st->errors_module, name);
-}
-
-PyObject *
-mg_raise(mg_state *st, const char *name, const char *fmt, ...)
-{
-    va_list vargs;
-    va_start(vargs, fmt);
-    PyObject *msg = PyUnicode_FromFormatV(fmt, vargs);
-    va_end(vargs);
-    if (msg == NULL) {
-        return NULL;
-    }
-    /* Chain to whatever is being handled, so callers can add context. */
-    PyObject *cause = PyErr_GetRaisedException();
-    PyObject *type = mg_get_error(st, name);
-    if (type == NULL) {
-        Py_XDECREF(cause);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyErr_SetObject(type, msg);
-    Py_DECREF(type);
-    Py_DECREF(msg);
-    if (cause) {
-        PyObject *exc = PyErr_GetRaisedException();
-        PyException_SetCause(exc, cause);   /* steals cause */
-        PyErr_SetRaisedException(exc);
-    }
-    return NULL;
-}
-
-mg_state *
-mg_current_state(void)
-{
-    mg_interp *ip = mg_interp_current();
-    if (ip == NULL) {
-        return NULL;
-    }
-    mg_state *st = mg_interp_state(ip);
-    if (st == NULL) {
-        PyErr_SetString(PyExc_ImportError,
-                        "multigil._core is not imported in this interpreter");
-    }
-    return st;
-}
-
-PyObject *
-mg_remote(mg_state *st)
-{
-    if (st->remote_module == NULL) {
-        st->remote_module = PyImport_ImportModule("multigil._remote");
-    }
-    return st->remote_module;
-}
-
-/*************************************************************************
- * Functions crossing interpreters                                       *
- *************************************************************************/
-
-/* Both caches are cleared when they reach this size: a program that makes
- * functions without end must not grow without end. */
-#define FN_CACHE_MAX 4096
-
-PyObject *
-mg_function_ref(mg_state *st, PyObject *fn)
-{
-    if (st->blob_by_fn == NULL && (st->blob_by_fn = PyDict_New()) == NULL) {
-        return NULL;
-    }
-    PyObject *ref = PyDict_GetItemWithError(st->blob_by_fn, fn);
-    if (ref) {
-        return Py_NewRef(ref);
-    }
-    PyErr_Clear();   /* unhashable callables are simply not cached */
-    PyObject *remote = mg_remote(st);
-    if (remote == NULL) {
-        return NULL;
-    }
-    /* -> (cacheable, pickled) */
-    PyObject *res = PyObject_CallMethod(remote, "pickle_function", "O", fn);
-    if (res == NULL) {
-        return NULL;
-    }
-    int cacheable = PyObject_IsTrue(PyTuple_GET_ITEM(res, 0));
-    if (cacheable < 0) {
-        Py_DECREF(res);
-        return NULL;
-    }
-    PyObject *token = cacheable ? PyLong_FromLongLong(mg_next_id()) : PyLong_FromLong(0);
-    ref = token ? PyTuple_Pack(2, token, PyTuple_GET_ITEM(res, 1)) : NULL;
-    Py_XDECREF(token);
-    Py_DECREF(res);
-    if (ref && cacheable) {
-        if (PyDict_GET_SIZE(st->blob_by_fn) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->blob_by_fn);
-        }
-        if (PyDict_SetItem(st->blob_by_fn, fn, ref) < 0) {
-            PyErr_Clear();
-        }
-    }
-    return ref;
-}
-
-PyObject *
-mg_function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
-{
-    int cacheable = PyObject_IsTrue(token);
-    if (cacheable) {
-        if (st->fn_by_blob == NULL && (st->fn_by_blob = PyDict_New()) == NULL) {
-            return NULL;
-        }
-        PyObject *fn = PyDict_GetItemWithError(st->fn_by_blob, token);
-        if (fn) {
-            return Py_NewRef(fn);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (PyTuple_Check(pickled) && PyTuple_GET_SIZE(pickled) == 2) {
-        /* (shared object, method name): see _remote.pickle_function */
-        return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
-    }
-    if (st->pickle_loads == NULL) {
-        st->pickle_loads = import_attr("_pickle", "loads");
-        if (st->pickle_loads == NULL) {
-            return NULL;
-        }
-    }
-    PyObject *fn = PyObject_CallOneArg(st->pickle_loads, pickled);
-    if (fn && cacheable) {
-        if (PyDict_GET_SIZE(st->fn_by_blob) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->fn_by_blob);
-        }
-        if (PyDict_SetItem(st->fn_by_blob, token, fn) < 0) {
-            Py_CLEAR(fn);
-        }
-    }
-    return fn;
-}
-
-int
-mg_capture_exception(mg_state *st, mg_blob *out)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    int fatal = exc && (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-                        PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt));
-    PyObject *info = NULL;
-    PyObject *remote = mg_remote(st);
-    if (remote && exc) {
-        info = PyObject_CallMethod(remote, "capture", "O", exc);
-    }
-    mg_blob_clear(out);
-    mg_blob_init(out);
-    if (info == NULL || mg_encode(st, info, out, 0) < 0) {
-        /* Last resort: the type name and message as plain strings. */
-        PyErr_Clear();
-        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
-        if (msg == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(info);
-        info = Py_BuildValue("(ssOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             Py_None, msg ? msg : Py_None, Py_None, Py_None);
-        Py_XDECREF(msg);
-        if (info == NULL || mg_encode(st, info, out, 0) < 0) {
-            PyErr_Clear();
-            mg_blob_init(out);
-        }
-    }
-    Py_XDECREF(info);
-    Py_XDECREF(exc);
-    return fatal;
-}
+#include "worker.h"
 
 /*************************************************************************
  * Interpreter functions                                                 *
@@ -243,14 +49,8 @@ core_create(PyObject *module, PyObject *arg)
     if (bootstrap == NULL) {
         return NULL;
     }
-    char *error = NULL;
-    int64_t id = mg_interp_create(st, bootstrap, &error);
+    int64_t id = mg_interp_create(st, bootstrap);
     if (id < 0) {
-        if (error) {
-            mg_raise(st, "InterpreterError",
-                     "a new interpreter failed to start: %s", error);
-            PyMem_RawFree(error);
-        }
         return NULL;
     }
     return PyLong_FromLongLong(id);
@@ -273,51 +73,46 @@ core_destroy(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* In the target interpreter: rebuild (token, pickled, args, kwargs), call,
- * encode the result into `out`.  Returns 1 on success, 0 if `out` holds a
- * captured exception. */
-static int
-run_call(mg_state *sub, const mg_blob *payload, mg_blob *out)
-{
-    PyObject *call = mg_decode(sub, payload);
-    PyObject *result = NULL;
-    if (call) {
-        if (!PyTuple_Check(call) || PyTuple_GET_SIZE(call) != 4) {
-            PyErr_SetString(PyExc_SystemError, "malformed call payload");
-        }
-        else {
-            PyObject *fn = mg_function_resolve(sub, PyTuple_GET_ITEM(call, 0),
-                                               PyTuple_GET_ITEM(call, 1));
-            if (fn) {
-                PyObject *kwargs = PyTuple_GET_ITEM(call, 3);
-                result = PyObject_Call(fn, PyTuple_GET_ITEM(call, 2),
-                                       kwargs == Py_None ? NULL : kwargs);
-                Py_DECREF(fn);
-            }
-        }
-        Py_DECREF(call);
-    }
-    if (result && mg_encode(sub, result, out, 0) == 0) {
-        Py_DECREF(result);
-        return 1;
-    }
-    Py_XDECREF(result);
-    mg_capture_exception(sub, out);
-    return 0;
-}
+/* The jobs of call(), exec() and set_main_attrs(), run in the target by
+ * mg_run_in. */
 
-/* Decode a reply in the caller: -> (ok, value). */
 static PyObject *
-reply(mg_state *st, int ok, mg_blob *out)
+call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
 {
-    PyObject *value = mg_decode(st, out);
-    mg_blob_clear(out);
-    if (value == NULL) {
+    mg_call c;
+    if (mg_call_decode(sub, in, &c) < 0) {
         return NULL;
     }
-    PyObject *res = PyTuple_Pack(2, ok ? Py_True : Py_False, value);
-    Py_DECREF(value);
-    return res;
+    PyObject *result = mg_call_invoke(sub, &c);
+    mg_call_clear(&c);
+    return result;
+}
+
+static PyObject *
+exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source)
+{
+    PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
+    if (main_mod == NULL) {
+        return NULL;
+    }
+    PyObject *ns = PyModule_GetDict(main_mod);
+    return PyRun_String((const char *)source, Py_file_input, ns, ns);
+}
+
+static PyObject *
+set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+{
+    PyObject *ns = mg_decode(sub, in);
+    if (ns == NULL) {
+        return NULL;
+    }
+    PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
+    int rc = main_mod == NULL ? -1 : PyDict_Update(PyModule_GetDict(main_mod), ns);
+    Py_DECREF(ns);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(call__doc__,
@@ -338,52 +133,30 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    PyObject *ref = mg_function_ref(st, args[1]);
-    if (ref == NULL) {
+    mg_call c;
+    if (mg_call_pack(st, &c, 0, 0, args[1], args[2], args[3]) < 0) {
         return NULL;
     }
-    PyObject *payload = PyTuple_Pack(4, PyTuple_GET_ITEM(ref, 0),
-                                     PyTuple_GET_ITEM(ref, 1), args[2], args[3]);
-    Py_DECREF(ref);
-    if (payload == NULL) {
-        return NULL;
-    }
-    mg_blob in, out;
+    mg_blob in;
     mg_blob_init(&in);
-    mg_blob_init(&out);
-    /* `payload` stays alive until the call returned, so the blob may point
-     * into it instead of copying large arguments. */
-    if (mg_encode(st, payload, &in, MG_ENCODE_BORROW) < 0) {
-        Py_DECREF(payload);
+    mg_outcome out;
+    /* `c` stays alive until the call returned, so the blob may point into
+     * it instead of copying large arguments. */
+    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW);
+    if (rc == 0) {
+        rc = mg_run_in(st, id, call_job, &in, NULL, &out);
+    }
+    mg_call_clear(&c);
+    if (rc < 0) {
         return NULL;
     }
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        mg_blob_clear(&in);
-        Py_DECREF(payload);
+    PyObject *value = mg_outcome_take(st, &out);
+    if (value == NULL) {
         return NULL;
     }
-    int ok;
-    mg_state *sub = mg_session_state(st, &s);
-    if (sub == NULL) {
-        /* no _core there: describe the ImportError with a bare tuple */
-        PyErr_Clear();
-        ok = -1;
-    }
-    else {
-        ok = run_call(sub, &in, &out);
-    }
-    /* Dropped while still in the callee: zero-copy exports of the caller's
-     * buffers are then released by the caller as soon as mg_leave returns. */
-    mg_blob_clear(&in);
-    mg_leave(&s);
-    Py_DECREF(payload);
-    if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
-                        "interpreter %lld cannot run calls: multigil._core is "
-                        "not imported there", (long long)id);
-    }
-    return reply(st, ok, &out);
+    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : Py_False, value);
+    Py_DECREF(value);
+    return res;
 }
 
 PyDoc_STRVAR(exec__doc__,
@@ -403,45 +176,13 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    Py_ssize_t len;
-    const char *src = PyUnicode_AsUTF8AndSize(args[1], &len);
-    if (src == NULL) {
+    /* The source crosses as the raw UTF-8 of a str the caller keeps alive. */
+    const char *src = PyUnicode_AsUTF8(args[1]);
+    mg_outcome out;
+    if (src == NULL || mg_run_in(st, id, exec_job, NULL, src, &out) < 0) {
         return NULL;
     }
-    /* The source is raw UTF-8 of a str the caller keeps alive. */
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        return NULL;
-    }
-    mg_blob out;
-    mg_blob_init(&out);
-    int ok = 1;
-    mg_state *sub = mg_session_state(st, &s);
-    PyObject *main_mod = sub ? PyImport_AddModule("__main__") : NULL;  /* borrowed */
-    if (main_mod) {
-        PyObject *ns = PyModule_GetDict(main_mod);
-        PyObject *res = PyRun_String(src, Py_file_input, ns, ns);
-        if (res == NULL) {
-            ok = 0;
-            mg_capture_exception(sub, &out);
-        }
-        Py_XDECREF(res);
-    }
-    else {
-        PyErr_Clear();
-        ok = -1;
-    }
-    mg_leave(&s);
-    if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
-                        "interpreter %lld has no __main__ module", (long long)id);
-    }
-    if (ok) {
-        Py_RETURN_NONE;
-    }
-    PyObject *res = mg_decode(st, &out);
-    mg_blob_clear(&out);
-    return res;
+    return mg_outcome_take(st, &out);       /* None, or the excinfo */
 }
 
 PyDoc_STRVAR(set_main_attrs__doc__,
@@ -461,44 +202,14 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (id_from_object(args[0], &id) < 0) {
         return NULL;
     }
-    mg_blob in, out;
+    mg_blob in;
     mg_blob_init(&in);
-    mg_blob_init(&out);
-    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0) {
+    mg_outcome out;
+    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0 ||
+        mg_run_in(st, id, set_main_attrs_job, &in, NULL, &out) < 0) {
         return NULL;
     }
-    mg_session s;
-    if (mg_enter(st, id, &s) < 0) {
-        mg_blob_clear(&in);
-        return NULL;
-    }
-    int ok = 1;
-    mg_state *sub = mg_session_state(st, &s);
-    if (sub == NULL) {
-        PyErr_Clear();
-        ok = -1;
-    }
-    else {
-        PyObject *ns = mg_decode(sub, &in);
-        PyObject *main_mod = ns ? PyImport_AddModule("__main__") : NULL;
-        if (main_mod == NULL || PyDict_Update(PyModule_GetDict(main_mod), ns) < 0) {
-            ok = 0;
-            mg_capture_exception(sub, &out);
-        }
-        Py_XDECREF(ns);
-    }
-    mg_blob_clear(&in);
-    mg_leave(&s);
-    if (ok < 0) {
-        return mg_raise(st, "InterpreterError",
-                        "multigil._core is not imported in interpreter %lld", (long long)id);
-    }
-    if (ok) {
-        Py_RETURN_NONE;
-    }
-    PyObject *res = mg_decode(st, &out);
-    mg_blob_clear(&out);
-    return res;
+    return mg_outcome_take(st, &out);       /* None, or the excinfo */
 }
 
 PyDoc_STRVAR(import_in_main__doc__,
@@ -539,14 +250,6 @@ core_list_all(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
-core_owned_ids(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    return mg_interp_owned_ids();
-}
-
-static PyObject *
 core_get_current(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -582,16 +285,6 @@ core_status(PyObject *module, PyObject *arg)
     return Py_BuildValue("(sl)", whence, busy);
 }
 
-static PyObject *
-core_is_shareable(PyObject *module, PyObject *obj)
-{
-    int r = mg_is_natively_shareable(PyModule_GetState(module), obj);
-    if (r < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(r);
-}
-
 static PyMethodDef core_methods[] = {
     {"create", core_create, METH_O, create__doc__},
     {"destroy", core_destroy, METH_O, destroy__doc__},
@@ -602,15 +295,11 @@ static PyMethodDef core_methods[] = {
     {"import_in_main", core_import_in_main, METH_O, import_in_main__doc__},
     {"list_all", core_list_all, METH_NOARGS,
      "list_all($module, /)\n--\n\n(id, whence) of every known interpreter."},
-    {"owned_ids", core_owned_ids, METH_NOARGS,
-     "owned_ids($module, /)\n--\n\nIds of the interpreters multigil created."},
     {"get_current", core_get_current, METH_NOARGS,
      "get_current($module, /)\n--\n\nThe id of the current interpreter."},
     {"get_main", core_get_main, METH_NOARGS,
      "get_main($module, /)\n--\n\nThe id of the main interpreter."},
     {"status", core_status, METH_O, status__doc__},
-    {"is_shareable", core_is_shareable, METH_O,
-     "is_shareable($module, obj, /)\n--\n\nWhether obj crosses interpreters natively (no pickle)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -618,55 +307,19 @@ static PyMethodDef core_methods[] = {
  * Module definition                                                     *
  *************************************************************************/
 
-int
-mg_state_traverse(mg_state *st, visitproc visit, void *arg)
-{
-    Py_VISIT(st->QueueType);
-    Py_VISIT(st->SharedBufferType);
-    Py_VISIT(st->ForeignBufferType);
-    Py_VISIT(st->LockType);
-    Py_VISIT(st->RLockType);
-    Py_VISIT(st->EventType);
-    Py_VISIT(st->SemaphoreType);
-    Py_VISIT(st->ConditionType);
-    Py_VISIT(st->errors_module);
-    Py_VISIT(st->pickle_dumps);
-    Py_VISIT(st->pickle_loads);
-    Py_VISIT(st->PickleBufferType);
-    Py_VISIT(st->remote_module);
-    Py_VISIT(st->fn_by_blob);
-    Py_VISIT(st->blob_by_fn);
-    return 0;
-}
-
-void
-mg_state_clear(mg_state *st)
-{
-    Py_CLEAR(st->QueueType);
-    Py_CLEAR(st->SharedBufferType);
-    Py_CLEAR(st->ForeignBufferType);
-    Py_CLEAR(st->LockType);
-    Py_CLEAR(st->RLockType);
-    Py_CLEAR(st->EventType);
-    Py_CLEAR(st->SemaphoreType);
-    Py_CLEAR(st->ConditionType);
-    Py_CLEAR(st->errors_module);
-    Py_CLEAR(st->pickle_dumps);
-    Py_CLEAR(st->pickle_loads);
-    Py_CLEAR(st->PickleBufferType);
-    Py_CLEAR(st->remote_module);
-    Py_CLEAR(st->fn_by_blob);
-    Py_CLEAR(st->blob_by_fn);
-}
-
 static int
 core_exec_module(PyObject *module)
 {
     mg_state *st = PyModule_GetState(module);
-    if (mg_interp_module_init(module, st) < 0 ||
+    /* Lowest layer first. */
+    if (mg_wait_init() < 0 ||
+        mg_interp_init(st) < 0 ||
         mg_xidata_init(module, st) < 0 ||
         mg_shm_init(module, st) < 0 ||
-        mg_sync_init(module, st) < 0 ||
+        mg_lock_init(module, st) < 0 ||
+        mg_event_init(module, st) < 0 ||
+        mg_semaphore_init(module, st) < 0 ||
+        mg_condition_init(module, st) < 0 ||
         mg_queue_init(module, st) < 0 ||
         mg_worker_init(module, st) < 0) {
         return -1;
@@ -691,10 +344,7 @@ static void
 core_free(void *module)
 {
     mg_state *st = PyModule_GetState((PyObject *)module);
-    if (st->interp) {
-        mg_interp_forget_current(st->interp, st);
-        st->interp = NULL;
-    }
+    mg_interp_forget(st);
     mg_state_clear(st);
 }
 

@@ -14,8 +14,8 @@
  * struct itself (buf, format, shape, strides), so that no interpreter ever
  * reads another's objects to build a Py_buffer.
  */
-#include "mg.h"
 #include "shm.h"
+#include "interp.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -65,18 +65,10 @@ typedef struct {
 static PyObject *
 foreign_new(mg_state *st, mg_shared *raw)
 {
-    PyTypeObject *tp = st->ForeignBufferType;
-    if (tp == NULL) {
-        PyErr_SetString(PyExc_SystemError, "multigil: ForeignBuffer type not initialized");
-        return NULL;
+    ForeignBufferObject *self = (ForeignBufferObject *)mg_wrapper_new(st->ForeignBufferType, raw);
+    if (self != NULL) {
+        self->region = &((region_raw *)raw)->region;
     }
-    ForeignBufferObject *self = (ForeignBufferObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    self->raw = raw;
-    self->region = &((region_raw *)raw)->region;
     return (PyObject *)self;
 }
 
@@ -243,6 +235,7 @@ export_wrap(mg_state *st, mg_shared *raw)
     return mv;
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 static const mg_shared_kind export_kind = {
     .name = "export",
     .destroy = export_destroy,
@@ -327,7 +320,7 @@ typedef struct {
     /* the data follows, aligned to MG_SHM_ALIGN */
 } chunk_raw;
 
-/* Shared, read-only: the format of every chunk. */
+/* Process-global and read-only (no lock needed): the format of every chunk. */
 static char chunk_format[] = "B";
 
 static void
@@ -342,6 +335,7 @@ chunk_wrap(mg_state *st, mg_shared *raw)
     return foreign_new(st, raw);
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 const mg_shared_kind mg_chunk_kind = {
     .name = "chunk",
     .destroy = chunk_destroy,
@@ -404,22 +398,14 @@ shbuf_destroy(mg_shared *raw)
 static PyObject *
 shbuf_wrap(mg_state *st, mg_shared *raw)
 {
-    PyTypeObject *tp = st->SharedBufferType;
-    if (tp == NULL) {
-        PyErr_SetString(PyExc_SystemError, "multigil: SharedBuffer type not initialized");
-        return NULL;
+    SharedBufferObject *self = (SharedBufferObject *)mg_wrapper_new(st->SharedBufferType, raw);
+    if (self != NULL) {
+        self->id = raw->id;     /* exports: 0, as tp_alloc left it */
     }
-    SharedBufferObject *self = (SharedBufferObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    mg_shared_incref(raw);
-    self->raw = raw;
-    self->exports = 0;
-    self->id = raw->id;
     return (PyObject *)self;
 }
 
+/* Process-global constant table (read-only, no lock needed). */
 static const mg_shared_kind shbuf_kind = {
     .name = "SharedBuffer",
     .destroy = shbuf_destroy,

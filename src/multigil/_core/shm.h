@@ -1,12 +1,12 @@
-/* shm.h — the zero-copy buffer kinds of shm.c, as the encoder (xidata.c) uses them.
- *
- * Kept out of mg.h because only xidata.c needs them: mg.h stays the contract
- * between all the C files, this is a private seam between two of them.
+/* shm.h — memory that several interpreters see at once, without copying:
+ * SharedBuffer, and the zero-copy kinds the encoder sends (exports of a
+ * memoryview's buffer, chunks of pickle's out-of-band buffers), viewed by the
+ * receiver through a ForeignBuffer.
  */
 #ifndef MULTIGIL_SHM_H
 #define MULTIGIL_SHM_H
 
-#include "mg.h"
+#include "base.h"
 
 /* An "export": the buffer of `exporter` (a memoryview, in practice), taken now
  * in the current interpreter, kept alive for other interpreters.  Its wrap()
@@ -24,5 +24,8 @@ mg_shared *mg_export_new(PyObject *exporter);
  * new reference, or NULL with MemoryError set. */
 mg_shared *mg_chunk_new(const void *data, size_t n);
 extern const mg_shared_kind mg_chunk_kind;
+
+/* Add SharedBuffer to the module; make the ForeignBuffer type. */
+int mg_shm_init(PyObject *module, mg_state *st);
 
 #endif

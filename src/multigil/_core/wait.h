@@ -1,4 +1,5 @@
-/* wait.h — blocking with the GIL released, shared by sync.c and queue.c.
+/* wait.h — blocking with the GIL released: clock and deadlines, condvars,
+ * the wait loop, and the arguments of blocking calls.
  *
  * Every cross-interpreter object (Lock, Event, Queue, ...) is a raw struct
  * guarded by one pthread mutex, with one or more CLOCK_MONOTONIC condvars.
@@ -19,11 +20,33 @@
 #ifndef MULTIGIL_WAIT_H
 #define MULTIGIL_WAIT_H
 
-#include "mg.h"
+#include "base.h"
+
+/*************************************************************************
+ * Clock, deadlines, condvars                                            *
+ *************************************************************************/
+
+/* Absolute deadlines in CLOCK_MONOTONIC nanoseconds; MG_FOREVER = no
+ * timeout; a deadline <= mg_now_ns() means "try once, don't block". */
+#define MG_FOREVER INT64_MAX
+int64_t mg_now_ns(void);
+
+void mg_cond_init(pthread_cond_t *cond);     /* a CLOCK_MONOTONIC condvar */
+/* Wait on cond/mutex (mutex held by the caller) until woken or deadline.
+ * Returns 0 when woken (maybe spuriously), 1 on timeout. */
+int mg_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t deadline);
+
+/* Wait slices: blocking calls made with the GIL held wake at least every
+ * MG_SIGNAL_CHECK_NS to run PyErr_CheckSignals() in the main thread, so
+ * Ctrl-C interrupts them. */
+#define MG_SIGNAL_CHECK_NS 50000000LL
 
 /* 1 if the calling thread runs Python signal handlers (the main thread of the
- * main interpreter), else 0.  Needs the GIL.  Defined in sync.c. */
+ * main interpreter), else 0.  Needs the GIL. */
 int mg_thread_handles_signals(void);
+/* Learn which thread that is: called by every initialisation of _core (it
+ * acts only in the main interpreter).  0, or -1 with an exception set. */
+int mg_wait_init(void);
 
 /* Runs with the object's mutex held and possibly without the GIL: no Python
  * API.  Returns 0 for "not yet, keep waiting", or a positive result code. */
@@ -110,57 +133,30 @@ mg_wait(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
 }
 
 /*************************************************************************
- * Argument parsing for METH_FASTCALL | METH_KEYWORDS methods            *
+ * The arguments of blocking calls                                       *
  *************************************************************************/
+
+/* How a call reads its block/timeout arguments (flags of mg_deadline). */
+/* timeout=-1 waits forever, as in threading.Lock.acquire(). */
+#define MG_TIMEOUT_MINUS_ONE_IS_FOREVER 0x1
+/* block=False with a timeout is a ValueError, as in threading; without this
+ * flag block=False ignores the timeout, as in queue.Queue. */
+#define MG_NONBLOCKING_REFUSES_TIMEOUT 0x2
+
+/* The one parser of block/timeout arguments, and its one set of messages.
+ * `block` (NULL: blocking) and `timeout` (NULL or None: no timeout; else
+ * seconds, int or float, used exactly) become an absolute *deadline.
+ * Returns 0, or -1 with TypeError/ValueError. */
+int mg_deadline(PyObject *block, PyObject *timeout, int flags, int64_t *deadline);
+
 /* PyArg_ParseTupleAndKeywords needs a tuple and a dict: building them costs
  * more than a whole uncontended Lock.acquire().  This does the same job on the
- * vectorcall arguments.  `names` is NULL-terminated; the first `maxpos` may be
- * passed positionally.  Missing arguments are left as the caller set them
- * (defaults); all are borrowed references.  Returns 0, or -1 with TypeError.
- */
-static inline int
-mg_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-              PyObject *kwnames, const char *const *names, Py_ssize_t maxpos,
-              PyObject **out)
-{
-    Py_ssize_t i, j, nkw, nnames = 0;
-
-    while (names[nnames] != NULL) {
-        nnames++;
-    }
-    if (nargs > maxpos) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes at most %zd positional argument%s (%zd given)",
-                     fname, maxpos, maxpos == 1 ? "" : "s", nargs);
-        return -1;
-    }
-    for (i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    if (kwnames == NULL) {
-        return 0;
-    }
-    nkw = PyTuple_GET_SIZE(kwnames);
-    for (i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        for (j = 0; j < nnames; j++) {
-            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
-                break;
-            }
-        }
-        if (j == nnames) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%U'", fname, key);
-            return -1;
-        }
-        if (j < nargs) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got multiple values for argument '%s'", fname, names[j]);
-            return -1;
-        }
-        out[j] = args[nargs + i];
-    }
-    return 0;
-}
+ * vectorcall arguments of a METH_FASTCALL | METH_KEYWORDS method.  `names` is
+ * NULL-terminated; the first `maxpos` may be passed positionally.  Missing
+ * arguments are left as the caller set them (defaults); all are borrowed
+ * references.  Returns 0, or -1 with TypeError. */
+int mg_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, const char *const *names, Py_ssize_t maxpos,
+                  PyObject **out);
 
 #endif /* MULTIGIL_WAIT_H */

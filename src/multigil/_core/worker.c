@@ -12,9 +12,14 @@
  * taking tasks from a native queue shared by all workers of a pool.  It
  * attaches to the main interpreter only for the moment it takes to mark the
  * future running and to complete it: no dispatcher thread, no extra hand-off.
+ * A task is an mg_call; it is decoded, run and its outcome encoded by the
+ * same functions as interpreters.call() (call.h).
  */
-#include "mg.h"
+#include "worker.h"
+#include "errors.h"
+#include "wait.h"
 #include "interp.h"
+#include "queue.h"
 #include "call.h"
 
 /*************************************************************************
@@ -30,7 +35,6 @@ typedef struct {
     long max_tasks;            /* 0: unlimited */
     atomic_llong current_task; /* 0 when idle */
     atomic_ulong thread_ident; /* the worker thread, once running */
-    atomic_long done;
     atomic_int interrupted;    /* interrupt() raised into the current task */
 } mg_worker_raw;
 
@@ -130,10 +134,9 @@ notify_start(WorkerObject *self, long long task_id)
 
 /* Attached to the main interpreter: rebuild the result and complete. */
 static void
-notify_done(WorkerObject *self, mg_state *st, long long task_id, int ok, mg_blob *out)
+notify_done(WorkerObject *self, mg_state *st, long long task_id, mg_outcome *out)
 {
-    PyObject *value = mg_decode(st, out);
-    mg_blob_clear(out);
+    PyObject *value = mg_outcome_take(st, out);
     PyObject *res;
     if (value == NULL) {
         /* ok=None tells the pool that the value is the error met here */
@@ -143,7 +146,7 @@ notify_done(WorkerObject *self, mg_state *st, long long task_id, int ok, mg_blob
     }
     else {
         res = PyObject_CallFunction(self->on_done, "LOO", task_id,
-                                    ok ? Py_True : Py_False, value);
+                                    out->ok ? Py_True : Py_False, value);
         Py_DECREF(value);
     }
     if (res == NULL) {
@@ -182,41 +185,15 @@ drop_pending_interrupt(WorkerObject *self)
     PyErr_SetRaisedException(saved);
 }
 
-/* Inside the worker's interpreter: run one decoded task, encode into out.
- * Returns 1 ok, 0 failed (out holds the excinfo), and sets *fatal for
- * SystemExit / KeyboardInterrupt. */
-static int
-run_task(WorkerObject *self, mg_state *sub, PyObject *task, mg_blob *out, int *fatal)
+/* Inside the worker's interpreter: the current task is over (Worker_run made
+ * it current before it started), or was skipped. */
+static void
+task_over(WorkerObject *self)
 {
-    /* task = (task_id, chunked, token, pickled, args, kwargs) */
-    PyObject *fn = mg_function_resolve(sub, PyTuple_GET_ITEM(task, 2),
-                                       PyTuple_GET_ITEM(task, 3));
-    PyObject *result = NULL;
-    if (fn) {
-        PyObject *args = PyTuple_GET_ITEM(task, 4);
-        PyObject *kwargs = PyTuple_GET_ITEM(task, 5);
-        int chunked = PyObject_IsTrue(PyTuple_GET_ITEM(task, 1));
-        PyObject *remote = chunked ? mg_remote(sub) : NULL;
-        if (chunked && remote) {
-            result = PyObject_CallMethod(remote, "run_chunk", "OO", fn, args);
-        }
-        else if (!chunked) {
-            result = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
-        }
-        Py_DECREF(fn);
-    }
-    /* The task is over (Worker_run made it current before it started). */
     atomic_store(&self->raw->current_task, 0);
     if (atomic_exchange(&self->raw->interrupted, 0)) {
         drop_pending_interrupt(self);
     }
-    if (result && mg_encode(sub, result, out, 0) == 0) {
-        Py_DECREF(result);
-        return 1;
-    }
-    Py_XDECREF(result);
-    *fatal = mg_capture_exception(sub, out);
-    return 0;
 }
 
 PyDoc_STRVAR(Worker_run__doc__,
@@ -250,44 +227,45 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(qobj);
         return NULL;
     }
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     if (sub == NULL || s.saved == NULL) {
-        PyErr_Clear();
+        /* Without _core there, or in the caller's own interpreter (a worker
+         * switches back to its caller's to report). */
         mg_leave(&s);
         self->running = 0;
         Py_DECREF(qobj);
-        return mg_raise(st, "InterpreterError",
-                        "interpreter %lld cannot host a worker",
-                        (long long)self->raw->interp_id);
+        if (sub == NULL) {
+            return mg_no_core(st, self->raw->interp_id);
+        }
+        return mg_raise(st, MG_ERR_INTERPRETER,
+                        "a Worker cannot run in its own interpreter (%lld): call run() "
+                        "from another one", (long long)self->raw->interp_id);
     }
     atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
     const char *reason = "closed";
+    long done = 0;
     for (;;) {
         mg_blob *blob = NULL;
-        int r = mg_queue_get_blob(q, MG_FOREVER, &blob);
-        if (r == 2) {
+        mg_queue_status r = mg_queue_get_blob(q, MG_FOREVER, &blob);
+        if (r == MG_QUEUE_CLOSED) {
             break;
         }
-        if (r != 0) {
-            if (r < 0) {
+        if (r != MG_QUEUE_OK) {
+            if (r == MG_QUEUE_ERROR) {
                 PyErr_WriteUnraisable(NULL);
             }
             continue;
         }
-        PyObject *task = mg_decode(sub, blob);
+        mg_call task;
+        int rc = mg_call_decode(sub, blob, &task);
         mg_blob_free(blob);
-        if (task == NULL || !PyTuple_Check(task) || PyTuple_GET_SIZE(task) != 6) {
-            /* Not built by submit_task (or no memory): report it, skip it. */
-            if (task != NULL) {
-                PyErr_SetString(PyExc_TypeError,
-                                "a worker queue item is not a task built by submit_task()");
-            }
-            /* Not self->queue: it belongs to the caller's interpreter. */
+        if (rc < 0) {
+            /* Not built by submit_task (or no memory): report it, skip it.
+             * Not as self->queue's: that belongs to the caller's interpreter. */
             PyErr_WriteUnraisable(NULL);
-            Py_XDECREF(task);
             continue;
         }
-        long long task_id = PyLong_AsLongLong(PyTuple_GET_ITEM(task, 0));
+        long long task_id = task.task_id;
 
         /* Current from before its future turns RUNNING in on_start: whoever
          * sees it running can interrupt it, even before it has started. */
@@ -296,26 +274,25 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         int go = notify_start(self, task_id);
         PyThreadState_Swap(worker_ts);
         if (!go) {
-            atomic_store(&self->raw->current_task, 0);
-            if (atomic_exchange(&self->raw->interrupted, 0)) {
-                drop_pending_interrupt(self);
-            }
-            Py_DECREF(task);
+            task_over(self);
+            mg_call_clear(&task);
             continue;
         }
 
-        mg_blob out;
-        mg_blob_init(&out);
-        int fatal = 0;
-        int ok = run_task(self, sub, task, &out, &fatal);
-        Py_DECREF(task);
+        PyObject *result = mg_call_invoke(sub, &task);
+        /* Over before its result is encoded: no interrupt may hit that. */
+        task_over(self);
+        mg_outcome out;
+        mg_outcome_init(&out);
+        mg_outcome_set(sub, result, &out);
+        mg_call_clear(&task);
 
         worker_ts = PyThreadState_Swap(s.saved);
-        notify_done(self, st, task_id, ok, &out);
+        notify_done(self, st, task_id, &out);
         PyThreadState_Swap(worker_ts);
 
-        long done = atomic_fetch_add(&self->raw->done, 1) + 1;
-        if (fatal) {
+        done++;
+        if (out.fatal) {
             reason = "fatal";
             break;
         }
@@ -353,16 +330,15 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
         return NULL;
     }
     int hit = 0;
-    mg_state *sub = mg_session_state(st, &s);
+    mg_state *sub = mg_session_state(&s);
     /* Holding the worker interpreter's GIL: current_task cannot change now. */
     if (sub && atomic_load(&self->raw->current_task) == task_id) {
-        PyObject *exc = mg_get_error(sub, "TaskCancelled");
+        PyObject *exc = mg_error_type(sub, MG_ERR_TASK_CANCELLED);
         if (exc) {
             hit = PyThreadState_SetAsyncExc(atomic_load(&self->raw->thread_ident), exc) > 0;
             if (hit) {
                 atomic_store(&self->raw->interrupted, 1);
             }
-            Py_DECREF(exc);
         }
     }
     PyErr_Clear();
@@ -370,35 +346,10 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
     return PyBool_FromLong(hit);
 }
 
-static PyObject *
-Worker_get_current_task(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->raw ? atomic_load(&self->raw->current_task) : 0);
-}
-
-static PyObject *
-Worker_get_tasks_done(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLong(self->raw ? atomic_load(&self->raw->done) : 0);
-}
-
-static PyObject *
-Worker_get_interp_id(WorkerObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->raw ? self->raw->interp_id : -1);
-}
-
 static PyMethodDef Worker_methods[] = {
     {"run", (PyCFunction)Worker_run, METH_NOARGS, Worker_run__doc__},
     {"interrupt", (PyCFunction)Worker_interrupt, METH_O, Worker_interrupt__doc__},
     {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Worker_getset[] = {
-    {"current_task", (getter)Worker_get_current_task, NULL, "Id of the running task, 0 if idle.", NULL},
-    {"tasks_done", (getter)Worker_get_tasks_done, NULL, "Tasks this worker finished.", NULL},
-    {"interp_id", (getter)Worker_get_interp_id, NULL, "The worker's interpreter.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Worker__doc__,
@@ -416,7 +367,6 @@ static PyType_Slot Worker_slots[] = {
     {Py_tp_clear, Worker_clear},
     {Py_tp_dealloc, Worker_dealloc},
     {Py_tp_methods, Worker_methods},
-    {Py_tp_getset, Worker_getset},
     {0, NULL},
 };
 
@@ -457,21 +407,18 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "task ids are positive integers");
         return NULL;
     }
-    PyObject *ref = mg_function_ref(st, args[2]);
-    if (ref == NULL) {
+    int chunked = PyObject_IsTrue(args[5]);
+    if (chunked < 0) {
         return NULL;
     }
-    PyObject *chunked = PyObject_IsTrue(args[5]) ? Py_True : Py_False;
-    PyObject *task = PyTuple_Pack(6, args[1], chunked, PyTuple_GET_ITEM(ref, 0),
-                                  PyTuple_GET_ITEM(ref, 1), args[3], args[4]);
-    Py_DECREF(ref);
-    if (task == NULL) {
+    mg_call task;
+    if (mg_call_pack(st, &task, task_id, chunked, args[2], args[3], args[4]) < 0) {
         return NULL;
     }
     mg_blob blob;
     mg_blob_init(&blob);
-    int rc = mg_encode(st, task, &blob, 0);
-    Py_DECREF(task);
+    int rc = mg_call_encode(st, &task, &blob, 0);
+    mg_call_clear(&task);
     if (rc < 0) {
         return NULL;
     }
@@ -480,13 +427,10 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         mg_blob_clear(&blob);
         return PyErr_NoMemory();
     }
-    rc = mg_queue_put_blob(q, heap, MG_FOREVER);
-    if (rc != 0) {
+    mg_queue_status status = mg_queue_put_blob(q, heap, MG_FOREVER);
+    if (status != MG_QUEUE_OK) {
         mg_blob_free(heap);
-        if (!PyErr_Occurred()) {
-            mg_raise(st, "QueueClosed", "the worker queue is closed");
-        }
-        return NULL;
+        return mg_queue_raise(st, q, MG_QUEUE_PUT, status);
     }
     Py_RETURN_NONE;
 }
@@ -498,17 +442,12 @@ static PyMethodDef worker_functions[] = {
 };
 
 int
-mg_worker_init(PyObject *module, mg_state *st)
+mg_worker_init(PyObject *module, mg_state *Py_UNUSED(st))
 {
-    (void)st;
-    PyObject *type = PyType_FromModuleAndSpec(module, &Worker_spec, NULL);
+    PyTypeObject *type = mg_add_type(module, &Worker_spec, NULL);
     if (type == NULL) {
         return -1;
     }
-    int rc = PyModule_AddObjectRef(module, "Worker", type);
-    Py_DECREF(type);
-    if (rc < 0) {
-        return -1;
-    }
+    Py_DECREF(type);            /* the module keeps it alive */
     return PyModule_AddFunctions(module, worker_functions);
 }
