@@ -24,8 +24,7 @@ from concurrent.futures._base import (
 )
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ExecutionFailed
-from .._remote import ExcInfo
+from .._errors import exception_from as _exception_from
 
 if TYPE_CHECKING:
     from ._pool import _Pool
@@ -142,35 +141,18 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         return True
 
 
-def _is_task_cancelled(info: ExcInfo) -> bool:
-    t = info.type
-    return t.__name__ == "TaskCancelled" and t.__module__ == "multigil._errors"
-
-
 def exception_from(raw: tuple[Any, ...], fut: InterpreterFuture | None = None) -> BaseException:
     """The exception to give the caller for a failure a worker described.
 
-    The original type where it can be rebuilt, with :class:`ExecutionFailed`
-    (which holds the remote traceback) as its ``__cause__``; ExecutionFailed
-    itself otherwise (always for SystemExit and KeyboardInterrupt).  A task
-    stopped by its pool comes out as :class:`concurrent.futures.CancelledError`
-    or, when its time ran out, :class:`TimeoutError`.
+    As :func:`multigil._errors.exception_from`; a task stopped by its pool
+    comes out as :class:`concurrent.futures.CancelledError` or, when its time
+    ran out, :class:`TimeoutError`.
     """
-    info = ExcInfo(raw)
-    failed = ExecutionFailed(info)
-    exc: BaseException | None
-    if _is_task_cancelled(info):
-        timeout = fut._mg_timeout if fut is not None else None
-        if fut is not None and fut._mg_stop == "timeout":
-            exc = timeout_error(timeout)
-        else:
-            exc = CancelledError("the task was interrupted while it ran")
+    if fut is not None and fut._mg_stop == "timeout":
+        cancelled: BaseException = timeout_error(fut._mg_timeout)
     else:
-        exc = info.rebuild()
-        if exc is None:
-            return failed
-    exc.__cause__ = failed
-    return exc
+        cancelled = CancelledError("the task was interrupted while it ran")
+    return _exception_from(raw, cancelled=cancelled)
 
 
 def timeout_error(timeout: float | None) -> TimeoutError:
