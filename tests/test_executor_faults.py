@@ -9,6 +9,7 @@ Process exit is tested in subprocesses, each with a timeout.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import importlib.util
 import os
 import signal
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -223,6 +226,47 @@ def test_timeout_counts_from_the_start_of_the_task():
         assert started.wait(TIMEOUT)
         assert blocker.result(TIMEOUT) == "finished"
         assert quick.result(TIMEOUT) == 9
+
+
+def test_finished_tasks_with_a_timeout_are_freed_before_their_deadline():
+    with InterpreterPoolExecutor(1) as p:
+        futs = [p.schedule(tasks.square, (i,), timeout=3600) for i in range(300)]
+        assert [f.result(TIMEOUT) for f in futs] == [i * i for i in range(300)]
+        # Once the one worker runs the next task, it has left every call above.
+        assert p.submit(tasks.noop).result(TIMEOUT) is None
+        refs = [weakref.ref(f) for f in futs]
+        del futs
+        gc.collect()
+        assert sum(ref() is not None for ref in refs) == 0
+
+
+def test_watchdog_calls_at_the_deadline_unless_cancelled():
+    from multigil._executor import _watchdog
+
+    fired, never, later = threading.Event(), threading.Event(), threading.Event()
+    now = time.monotonic()
+    _watchdog.watch(now + 0.05, fired.set)
+    _watchdog.watch(now + 0.05, never.set).cancel()
+    _watchdog.watch(now + 0.1, later.set)
+    assert fired.wait(TIMEOUT) and later.wait(TIMEOUT)
+    assert not never.is_set()   # its deadline came before later's: it was skipped
+
+
+def test_watchdog_cancel_drops_the_callback():
+    from multigil._executor import _watchdog
+
+    class Callback:
+        def __call__(self) -> None:
+            raise AssertionError("cancelled, must not be called")
+
+    callbacks = [Callback() for _ in range(1000)]
+    refs = [weakref.ref(c) for c in callbacks]
+    handles = [_watchdog.watch(time.monotonic() + 3600, c) for c in callbacks]
+    del callbacks
+    for handle in handles:
+        handle.cancel()
+        handle.cancel()   # twice is fine
+    assert all(ref() is None for ref in refs)
 
 
 def test_schedule_bad_timeout(pool):

@@ -152,7 +152,7 @@ class InterpreterPoolExecutor(Executor):
         If ``fn`` or an argument cannot be sent to an interpreter, the future
         fails with :class:`~multigil.NotShareableError` naming the type.
         """
-        return self._pool.submit(fn, args, kwargs or None)
+        return self._pool.submit(fn, args, kwargs or None).future
 
     def schedule(self, fn: Callable[..., T], /, args: Iterable[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, *,
@@ -171,7 +171,7 @@ class InterpreterPoolExecutor(Executor):
             if not timeout >= 0:
                 raise ValueError("timeout must be >= 0")
             timeout = float(timeout)
-        return self._pool.submit(fn, tuple(args), dict(kwargs) if kwargs else None, timeout)
+        return self._pool.submit(fn, tuple(args), dict(kwargs) if kwargs else None, timeout).future
 
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None,
             chunksize: int | None = None, buffersize: int | None = None, ordered: bool = True,
@@ -232,7 +232,7 @@ class InterpreterPoolExecutor(Executor):
         """``await pool.run(fn, *args, **kwargs)``: the result of ``fn`` run in a
         worker.  Cancelling the awaiting task cancels the call, queued or
         running (the worker is interrupted and survives)."""
-        result: T = await await_future(self._pool.submit(fn, args, kwargs or None))
+        result: T = await await_future(self._pool.submit(fn, args, kwargs or None).future)
         return result
 
     def amap(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,

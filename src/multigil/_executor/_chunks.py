@@ -28,13 +28,14 @@ import queue
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._remote import pickle_function
 
 if TYPE_CHECKING:
     from ._future import InterpreterFuture
-    from ._pool import _Pool
+    from ._pool import _Pool, _Task
 
 __all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate"]
 
@@ -102,7 +103,7 @@ class MapRun:
         self.notify = notify
         self.workers = pool.max_workers
         # submitted chunks not yet consumed, in submission order
-        self.live: dict[InterpreterFuture, None] = {}
+        self.live: dict[InterpreterFuture, _Task] = {}
         self.inflight = 0            # items in self.live
         self.source: Iterator[tuple[Any, ...]] | None = None  # lazy mode input
         self.buffersize = buffersize
@@ -145,8 +146,9 @@ class MapRun:
 
     def _send(self, chunk: list[tuple[Any, ...]]) -> bool:
         """Submit one chunk; False if no more should be sent (fn unsendable)."""
-        fut = self._submit(chunk)
-        if fut._mg_worker is None and fut.done() and fut.exception() is not None:
+        task = self._submit(chunk)
+        fut = task.future
+        if task.worker is None and fut.done() and fut.exception() is not None:
             # The chunk could not be encoded: if the function itself cannot
             # cross, this error is the map's; else find the item at fault.
             try:
@@ -159,20 +161,21 @@ class MapRun:
                 self._submit([item])
         return True
 
-    def _submit(self, chunk: list[tuple[Any, ...]]) -> InterpreterFuture:
-        fut = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
-        self.live[fut] = None
+    def _submit(self, chunk: list[tuple[Any, ...]]) -> _Task:
+        task = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
+        fut = task.future
+        self.live[fut] = task
         self.inflight += len(chunk)
         if self.bar is not None:
-            fut.add_done_callback(self._advance_bar)
+            fut.add_done_callback(partial(self._advance_bar, len(chunk)))
         if self.notify is not None:
             fut.add_done_callback(self.notify)
-        return fut
+        return task
 
-    def _advance_bar(self, fut: Any) -> None:
+    def _advance_bar(self, items: int, fut: InterpreterFuture) -> None:
         bar = self.bar
         if bar is not None and not fut.cancelled():
-            bar.update(fut._mg_chunk)
+            bar.update(items)
 
     def _next_size(self) -> int:
         if self.fixed:
@@ -209,8 +212,8 @@ class MapRun:
 
     def consume(self, fut: InterpreterFuture) -> tuple[list[Any], BaseException | None]:
         """Take a finished chunk out: its results and the error that ended it."""
-        del self.live[fut]
-        self.inflight -= fut._mg_chunk
+        task = self.live.pop(fut)
+        self.inflight -= task.chunk
         outcome: tuple[list[Any], BaseException | None]
         try:
             outcome = fut.result(0)
@@ -219,14 +222,14 @@ class MapRun:
         except BaseException as exc:
             outcome = [], exc
         if self.source is not None:
-            self._measure(fut)
+            self._measure(task)
             self._refill()
         return outcome
 
-    def _measure(self, fut: InterpreterFuture) -> None:
-        t0, t1 = fut._mg_t0, fut._mg_t1
+    def _measure(self, task: _Task) -> None:
+        t0, t1 = task.started, task.ended
         if t0 and t1 > t0:
-            per = (t1 - t0) / fut._mg_chunk
+            per = (t1 - t0) / task.chunk
             self.item_s = per if self.item_s is None else (self.item_s + per) / 2
 
     def stop(self, interrupt: bool = False) -> None:
