@@ -252,7 +252,7 @@ def test_watchdog_calls_at_the_deadline_unless_cancelled():
     assert not never.is_set()   # its deadline came before later's: it was skipped
 
 
-def test_watchdog_cancel_drops_the_callback():
+def test_watchdog_cancel_drops_the_callback_and_the_entry():
     from multigil._executor import _watchdog
 
     class Callback:
@@ -267,6 +267,8 @@ def test_watchdog_cancel_drops_the_callback():
         handle.cancel()
         handle.cancel()   # twice is fine
     assert all(ref() is None for ref in refs)
+    # Cancelled entries (these, and those of every finished task) leave the heap.
+    assert len(_watchdog._heap) <= 2 * _watchdog._COMPACT_MIN
 
 
 def test_schedule_bad_timeout(pool):

@@ -75,7 +75,8 @@ class _Task:
     """One task of a pool: what the pool knows of it from ``submit`` until its
     outcome reaches the future.  Only the pool reads and writes it."""
 
-    __slots__ = ("tid", "future", "timeout", "chunk", "worker", "stop", "started", "ended")
+    __slots__ = ("tid", "future", "timeout", "chunk", "worker", "deadline", "stop",
+                 "started", "ended")
 
     def __init__(self, tid: int, future: InterpreterFuture, timeout: float | None,
                  chunk: int) -> None:
@@ -84,6 +85,7 @@ class _Task:
         self.timeout = timeout           # seconds it may run, or None
         self.chunk = chunk               # items of a map chunk; 0 for a plain task
         self.worker: Any = None          # the multigil._core.Worker running it, once started
+        self.deadline: _watchdog.Deadline | None = None   # its timeout, while it runs
         self.stop: str | None = None     # why the pool stopped it while it ran: 'cancel' | 'timeout'
         self.started = 0.0               # map chunks: perf_counter() when it started, ended
         self.ended = 0.0
@@ -152,8 +154,8 @@ class _Slot:
                 if task.chunk:
                     task.started = time.perf_counter()
                 elif task.timeout is not None:
-                    _watchdog.watch(time.monotonic() + task.timeout,
-                                    partial(pool.stop_task, tid, True))
+                    task.deadline = _watchdog.watch(time.monotonic() + task.timeout,
+                                                    partial(pool.stop_task, tid, True))
             except BaseException as exc:  # e.g. no thread for the timeout
                 pool.pending.pop(tid, None)
                 fut._mg_complete(exc=exc)
@@ -166,6 +168,8 @@ class _Slot:
         task = self.pool.pending.pop(tid, None)
         if task is None:
             return
+        if task.deadline is not None:
+            task.deadline.cancel()
         try:
             _complete(task, ok, value)
         except BaseException as exc:  # never leave a future unfinished
