@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import queue
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -309,56 +309,3 @@ def _wait(fut: InterpreterFuture, end_time: float | None) -> None:
         fut.exception(timeout)
     except CancelledError:
         pass
-
-
-async def aiterate(run_factory: Callable[[Callable[[Any], object] | None], MapRun],
-                   ordered: bool, keepalive: object = None) -> AsyncIterator[Any]:
-    """Async version of :func:`iterate`: the chunks are sent when iteration starts.
-
-    Cancelling the task that iterates cancels the chunks not started and
-    interrupts those running.
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    aq: asyncio.Queue[InterpreterFuture] | None = None if ordered else asyncio.Queue()
-
-    def notify(fut: InterpreterFuture) -> None:
-        try:
-            loop.call_soon_threadsafe(aq.put_nowait, fut)  # type: ignore[union-attr]
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
-
-    run = run_factory(None if aq is None else notify)
-    try:
-        while run:
-            if aq is None:
-                fut = run.head()
-                if not fut.done():
-                    try:
-                        await asyncio.wrap_future(fut)
-                    except asyncio.CancelledError:
-                        task = asyncio.current_task()
-                        if not fut.cancelled() or (task is not None and task.cancelling()):
-                            raise
-                    except Exception:
-                        pass  # consume() gives it out in order
-            else:
-                fut = await aq.get()
-                if fut not in run.live:
-                    continue
-            results, exc = run.consume(fut)
-            del fut
-            for r in results:
-                yield r
-            del results
-            if exc is not None:
-                try:
-                    raise exc
-                finally:
-                    exc = None
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        run.stop(interrupt=True)
-        raise
-    finally:
-        run.stop()
