@@ -7,7 +7,7 @@ every core of one process.
   main interpreter                                         worker interpreters
   ────────────────                                         ───────────────────
   submit(fn, *args)                                         thread 1 ── Worker.run() ─┐
-    │ future → pending[tid]                                 thread 2 ── Worker.run() ─┤
+    │ task (future, ...) → pending[tid]                     thread 2 ── Worker.run() ─┤
     │ _core.submit_task(queue, tid, fn, args)                 ...                     │
     └──► encoded task ──────────► _core.Queue ─────────────► (each worker takes the  │
                                   (native, one per pool)      next task it is free for)
