@@ -66,7 +66,7 @@ class ExecutionFailed(InterpreterError):
     def __str__(self) -> str:
         info = self.excinfo
         try:
-            text = f"{info.type.__name__}: {info.msg}" if info.msg else info.type.__name__
+            text = info.formatted
         except AttributeError:
             return str(info)
         tb = getattr(info, "errdisplay", None)

@@ -203,7 +203,7 @@ class InterpreterPoolExecutor(Executor):
         end_time = None if timeout is None else timeout + time.monotonic()
         done_q: queue.SimpleQueue[InterpreterFuture] | None = None if ordered else queue.SimpleQueue()
         run_ = _chunks.MapRun(self._pool, fn, iterables, chunksize=chunksize,
-                              buffersize=buffersize, ordered=ordered, progress=progress,
+                              buffersize=buffersize, progress=progress,
                               notify=None if done_q is None else done_q.put)
         return _chunks.iterate(run_, end_time, done_q, self)
 
@@ -250,7 +250,7 @@ class InterpreterPoolExecutor(Executor):
 
         def factory(notify: Callable[[Any], object] | None) -> _chunks.MapRun:
             return _chunks.MapRun(pool, fn, iterables, chunksize=chunksize, buffersize=buffersize,
-                                  ordered=ordered, progress=progress, notify=notify)
+                                  progress=progress, notify=notify)
 
         return _aiterate(factory, ordered, self)
 

@@ -82,7 +82,7 @@ class MapRun:
     """
 
     def __init__(self, pool: _Pool, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], *,
-                 chunksize: int | None, buffersize: int | None, ordered: bool,
+                 chunksize: int | None, buffersize: int | None,
                  progress: bool | Mapping[str, Any],
                  notify: Callable[[Any], object] | None = None) -> None:
         if chunksize is not None:
@@ -99,7 +99,6 @@ class MapRun:
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self.pool = pool
         self.fn = fn
-        self.ordered = ordered
         self.notify = notify
         self.workers = pool.max_workers
         # submitted chunks not yet consumed, in submission order

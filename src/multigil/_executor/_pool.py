@@ -130,11 +130,10 @@ class _Slot:
     interpreter for the moment they take.
     """
 
-    __slots__ = ("pool", "index", "worker", "thread", "ended", "__weakref__")
+    __slots__ = ("pool", "worker", "thread", "ended", "__weakref__")
 
-    def __init__(self, pool: _Pool, index: int) -> None:
+    def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.index = index
         self.worker: Any = None
         self.thread: threading.Thread | None = None
         # Set when the thread has closed its last interpreter.  Waited on
@@ -295,7 +294,7 @@ class _Pool:
     def _start_workers(self) -> None:
         """Start every worker at once: each creates its interpreter in parallel."""
         for i in range(self.max_workers):
-            slot = _Slot(self, i)
+            slot = _Slot(self)
             t = threading.Thread(target=slot.main, name=f"{self.name}_{i}")
             slot.thread = t
             self.slots.append(slot)
