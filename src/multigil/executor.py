@@ -313,16 +313,12 @@ async def _aiterate(run_factory: Callable[[Callable[[Any], object] | None], _chu
                 fut = await aq.get()
                 if fut not in run.live:
                     continue
-            results, exc = run.consume(fut)
+            results = run.consume(fut)
             del fut
             for r in results:
                 yield r
             del results
-            if exc is not None:
-                try:
-                    raise exc
-                finally:
-                    exc = None
+            run.raise_error()
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.stop(interrupt=True)
         raise

@@ -111,6 +111,7 @@ class MapRun:
         self.last_size = 1
         self.cap = CHUNK_CAP
         self.bar = None
+        self.error: BaseException | None = None   # see consume()
 
         if buffersize is None:
             # Collect every input now, as the stdlib's map does; no copy of
@@ -209,21 +210,29 @@ class MapRun:
     def head(self) -> InterpreterFuture:
         return next(iter(self.live))
 
-    def consume(self, fut: InterpreterFuture) -> tuple[list[Any], BaseException | None]:
-        """Take a finished chunk out: its results and the error that ended it."""
+    def consume(self, fut: InterpreterFuture) -> list[Any]:
+        """Take a finished chunk out and return its results; the error that
+        ended it, if any, is for :meth:`raise_error` to raise after them."""
         task = self.live.pop(fut)
         self.inflight -= task.chunk
-        outcome: tuple[list[Any], BaseException | None]
+        results: list[Any]
         try:
-            outcome = fut.result(0)
-        except CancelledError as exc:
-            outcome = [], exc
-        except BaseException as exc:
-            outcome = [], exc
+            results, self.error = fut.result(0)
+        except BaseException as exc:  # cancelled, or the whole chunk failed
+            results, self.error = [], exc
         if self.source is not None:
             self._measure(task)
             self._refill()
-        return outcome
+        return results
+
+    def raise_error(self) -> None:
+        """Raise the error of the chunk consumed last, if it had one."""
+        exc, self.error = self.error, None
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                exc = None  # no reference cycle through this frame
 
     def _measure(self, task: _Task) -> None:
         t0, t1 = task.started, task.ended
@@ -286,15 +295,11 @@ def iterate(run: MapRun, end_time: float | None,
                     raise TimeoutError from None
                 if fut not in run.live:
                     continue
-            results, exc = run.consume(fut)
+            results = run.consume(fut)
             del fut
             yield from results
             del results
-            if exc is not None:
-                try:
-                    raise exc
-                finally:
-                    exc = None
+            run.raise_error()
     except KeyboardInterrupt:
         run.stop(interrupt=True)
         raise
