@@ -452,6 +452,22 @@ def test_racing_interrupts_never_hit_the_next_task():
         assert "cancelled" in outcomes
 
 
+def test_a_late_interrupt_of_a_finished_task_spares_the_next_task_of_its_worker():
+    """A cancel(interrupt=True) that saw the task running just before it ended
+    reaches the worker after the worker started its next task: that one runs on."""
+    with InterpreterPoolExecutor(1) as p:
+        first = p.submit(tasks.square, 3)
+        assert first.result(TIMEOUT) == 9
+        started, release = Event(), Event()
+        second = p.submit(tasks.wait_event, started, release, "second")
+        assert started.wait(TIMEOUT)
+        assert first._stop is not None
+        assert first._stop(first) is False      # what the late cancel() calls (white box)
+        assert first.cancel(interrupt=True) is False and not first.cancelled()
+        release.set()
+        assert second.result(TIMEOUT) == "second"
+
+
 def test_submit_from_many_threads():
     with InterpreterPoolExecutor(2) as p:
         results: dict[int, list] = {}

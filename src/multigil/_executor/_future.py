@@ -36,10 +36,11 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     ``cancel(interrupt=True)`` to stop the task even while it runs.
     """
 
-    # Given by the pool when it queues the task: stops the task while it runs
-    # (the future becomes cancelled, the worker is interrupted); False if it
-    # was not running any more.  Called without the future's condition held.
-    _stop: Callable[[], bool] | None = None
+    # Given by the pool when a worker starts the task: ``_stop(future)`` stops
+    # the task while it runs (the future becomes cancelled, the worker is
+    # interrupted); False if it was not running any more.  Called without the
+    # future's condition held.
+    _stop: Callable[[InterpreterFuture], bool] | None = None
 
     def cancel(self, *, interrupt: bool = False) -> bool:
         """Cancel the task.
@@ -74,7 +75,7 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         if not interrupt or stop is None:
             return False
         # False from stop(): the task has just ended, or someone else stopped it.
-        return stop() or self.cancelled()
+        return stop(self) or self.cancelled()
 
     # ------------------------------------------------------------ pool side --
 

@@ -5,7 +5,8 @@ The data flow is drawn at the top of ``multigil/executor.py``.  Each task is a
 reaches its future; here, how ``pending[tid]`` moves: ``submit`` adds the
 task, ``on_start`` turns its future RUNNING (or skips a cancelled one),
 ``on_done`` pops it and completes the future.  The future itself holds no
-reference to the pool's internals: only the one callable that stops its task.
+reference to the pool's internals: only the one callable that stops its task,
+given when a worker starts it.
 
 Each worker is an OS thread that creates its own interpreter (the workers of a
 pool are created in parallel, each under its own GIL), runs the initializer
@@ -130,7 +131,7 @@ class _Slot:
     interpreter for the moment they take.
     """
 
-    __slots__ = ("pool", "worker", "thread", "ended", "__weakref__")
+    __slots__ = ("pool", "worker", "thread", "ended", "tid", "stop", "__weakref__")
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
@@ -140,6 +141,18 @@ class _Slot:
         # instead of Thread.join(): on 3.12 a join interrupted by Ctrl-C
         # marks a running thread as stopped, and later joins return at once.
         self.ended = threading.Event()
+        self.tid = 0  # the task this worker started last
+        # What the future of each task it starts gets as its stop callable:
+        # one bound method for all of them, none made per task.
+        self.stop = self._stop_task_of
+
+    def _stop_task_of(self, fut: InterpreterFuture) -> bool:
+        """Stop `fut`'s task if this worker is still running it."""
+        tid = self.tid
+        task = self.pool.pending.get(tid)
+        if task is None or task.future is not fut:
+            return False  # it has ended; this worker may run another one now
+        return self.pool.stop_task(tid)
 
     def on_start(self, tid: int) -> bool:
         pool = self.pool
@@ -148,6 +161,8 @@ class _Slot:
             return False
         task.worker = self.worker
         fut = task.future
+        self.tid = tid
+        fut._stop = self.stop
         if fut._mg_start():
             try:
                 if task.chunk:
@@ -270,7 +285,6 @@ class _Pool:
             self.check_open()
             tid = next(self.ids)
             task = _Task(tid, fut, timeout, chunk)
-            fut._stop = partial(self.stop_task, tid)
             self.pending[tid] = task
             try:
                 _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
