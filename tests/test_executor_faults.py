@@ -9,6 +9,7 @@ Process exit is tested in subprocesses, each with a timeout.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import importlib.util
 import os
 import signal
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -225,6 +228,49 @@ def test_timeout_counts_from_the_start_of_the_task():
         assert quick.result(TIMEOUT) == 9
 
 
+def test_finished_tasks_with_a_timeout_are_freed_before_their_deadline():
+    with InterpreterPoolExecutor(1) as p:
+        futs = [p.schedule(tasks.square, (i,), timeout=3600) for i in range(300)]
+        assert [f.result(TIMEOUT) for f in futs] == [i * i for i in range(300)]
+        # Once the one worker runs the next task, it has left every call above.
+        assert p.submit(tasks.noop).result(TIMEOUT) is None
+        refs = [weakref.ref(f) for f in futs]
+        del futs
+        gc.collect()
+        assert sum(ref() is not None for ref in refs) == 0
+
+
+def test_watchdog_calls_at_the_deadline_unless_cancelled():
+    from multigil._executor import _watchdog
+
+    fired, never, later = threading.Event(), threading.Event(), threading.Event()
+    now = time.monotonic()
+    _watchdog.watch(now + 0.05, fired.set)
+    _watchdog.watch(now + 0.05, never.set).cancel()
+    _watchdog.watch(now + 0.1, later.set)
+    assert fired.wait(TIMEOUT) and later.wait(TIMEOUT)
+    assert not never.is_set()   # its deadline came before later's: it was skipped
+
+
+def test_watchdog_cancel_drops_the_callback_and_the_entry():
+    from multigil._executor import _watchdog
+
+    class Callback:
+        def __call__(self) -> None:
+            raise AssertionError("cancelled, must not be called")
+
+    callbacks = [Callback() for _ in range(1000)]
+    refs = [weakref.ref(c) for c in callbacks]
+    handles = [_watchdog.watch(time.monotonic() + 3600, c) for c in callbacks]
+    del callbacks
+    for handle in handles:
+        handle.cancel()
+        handle.cancel()   # twice is fine
+    assert all(ref() is None for ref in refs)
+    # Cancelled entries (these, and those of every finished task) leave the heap.
+    assert len(_watchdog._heap) <= 2 * _watchdog._COMPACT_MIN
+
+
 def test_schedule_bad_timeout(pool):
     with pytest.raises(ValueError):
         pool.schedule(tasks.noop, timeout=-1)
@@ -404,6 +450,22 @@ def test_racing_interrupts_never_hit_the_next_task():
             [i * i for i in range(100)]
         assert list(p.map(tasks.square, range(1000))) == [i * i for i in range(1000)]
         assert "cancelled" in outcomes
+
+
+def test_a_late_interrupt_of_a_finished_task_spares_the_next_task_of_its_worker():
+    """A cancel(interrupt=True) that saw the task running just before it ended
+    reaches the worker after the worker started its next task: that one runs on."""
+    with InterpreterPoolExecutor(1) as p:
+        first = p.submit(tasks.square, 3)
+        assert first.result(TIMEOUT) == 9
+        started, release = Event(), Event()
+        second = p.submit(tasks.wait_event, started, release, "second")
+        assert started.wait(TIMEOUT)
+        assert first._stop is not None
+        assert first._stop(first) is False      # what the late cancel() calls (white box)
+        assert first.cancel(interrupt=True) is False and not first.cancelled()
+        release.set()
+        assert second.result(TIMEOUT) == "second"
 
 
 def test_submit_from_many_threads():

@@ -30,7 +30,7 @@ def pool():
 
 def chunk_sizes(it) -> list[int]:
     """The sizes of the chunks a map iterator has in flight (white box)."""
-    return [f._mg_chunk for f in it.gi_frame.f_locals["run"].live]
+    return [task.chunk for task in it.gi_frame.f_locals["run"].live.values()]
 
 
 # -------------------------------------------------------------- chunking --
@@ -77,7 +77,7 @@ def test_map_lazy_chunks_stay_small_for_slow_tasks(pool):
     for r in it:
         results.append(r)
         if it.gi_frame is not None:
-            sizes += [f._mg_chunk for f in it.gi_frame.f_locals["run"].live]
+            sizes += chunk_sizes(it)
     assert results == [i * i for i in range(12)]
     assert max(sizes) == 1
 

@@ -1,7 +1,9 @@
-"""Exceptions raised by multigil.
+"""Exceptions raised by multigil, and how one raised in another interpreter
+comes back: :class:`ExcInfo` describes it, :func:`exception_from` rebuilds it.
 
 They live in one small module that imports nothing heavy, because every
 interpreter multigil creates imports it (the C core raises these classes).
+The description itself is made on the far side by ``multigil._remote.capture``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from _queue import Empty as _Empty
 TYPE_CHECKING = False  # typing is not imported at run time: see the docstring
 if TYPE_CHECKING:
     import queue
-    from typing import Self
-
-    from ._remote import ExcInfo
+    from typing import Any, Self
 
 __all__ = [
     "InterpreterError",
@@ -24,6 +24,8 @@ __all__ = [
     "QueueFull",
     "QueueClosed",
     "TaskCancelled",
+    "ExcInfo",
+    "exception_from",
 ]
 
 
@@ -64,7 +66,7 @@ class ExecutionFailed(InterpreterError):
     def __str__(self) -> str:
         info = self.excinfo
         try:
-            text = f"{info.type.__name__}: {info.msg}" if info.msg else info.type.__name__
+            text = info.formatted
         except AttributeError:
             return str(info)
         tb = getattr(info, "errdisplay", None)
@@ -96,6 +98,83 @@ class TaskCancelled(BaseException):
     It derives from BaseException so that ``except Exception`` in user code does
     not swallow it.
     """
+
+
+class _TypeInfo:
+    """Stands for the exception's type, which cannot cross: its names only."""
+
+    def __init__(self, name: str, qualname: str, module: str) -> None:
+        self.__name__ = name
+        self.__qualname__ = qualname
+        self.__module__ = module
+
+    def __repr__(self) -> str:
+        return f"<exception type {self.__module__}.{self.__qualname__}>"
+
+
+class ExcInfo:
+    """A snapshot of an exception raised in another interpreter (``ExecutionFailed.excinfo``)."""
+
+    __slots__ = ("type", "msg", "errdisplay", "_pickled")
+
+    def __init__(self, raw: tuple[Any, ...]) -> None:
+        # raw: what multigil._remote.capture() made of the exception
+        name, qualname, module, msg, display, pickled = raw
+        self.type = _TypeInfo(name, qualname, module)
+        self.msg = msg
+        self.errdisplay = display
+        self._pickled = pickled
+
+    @property
+    def formatted(self) -> str:
+        return f"{self.type.__name__}: {self.msg}" if self.msg else self.type.__name__
+
+    def rebuild(self) -> BaseException | None:
+        """The original exception, unpickled here, or None if it cannot be."""
+        if self._pickled is None:
+            return None
+        import _pickle
+
+        try:
+            exc = _pickle.loads(self._pickled)
+        except Exception:
+            return None
+        return exc if isinstance(exc, BaseException) else None
+
+    def is_task_cancelled(self) -> bool:
+        """Whether it was :class:`TaskCancelled`, the interrupt of a running task."""
+        t = self.type
+        return t.__qualname__ == TaskCancelled.__qualname__ and t.__module__ == __name__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        t = self.type
+        return (ExcInfo, ((t.__name__, t.__qualname__, t.__module__, self.msg,
+                           self.errdisplay, self._pickled),))
+
+    def __repr__(self) -> str:
+        return f"ExcInfo({self.formatted!r})"
+
+
+def exception_from(raw: tuple[Any, ...], rebuild: bool = True,
+                   cancelled: BaseException | None = None) -> BaseException:
+    """The exception to raise here for one that another interpreter described.
+
+    ``raw`` is what ``multigil._remote.capture`` made of it there.  With
+    ``rebuild``, the original type where it can be rebuilt (unpickled), with
+    :class:`ExecutionFailed` (which holds the remote traceback) as its
+    ``__cause__``; ExecutionFailed itself otherwise, and always for SystemExit
+    and KeyboardInterrupt.  ``cancelled``, if given, stands in for a
+    :class:`TaskCancelled` (which never crosses as itself), chained the same way.
+    """
+    info = ExcInfo(raw)
+    failed = ExecutionFailed(info)
+    exc: BaseException | None = None
+    if rebuild:
+        exc = cancelled if cancelled is not None and info.is_task_cancelled() else info.rebuild()
+    if exc is None:
+        return failed
+    exc.__cause__ = failed
+    return exc
 
 
 if TYPE_CHECKING:

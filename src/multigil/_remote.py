@@ -1,5 +1,8 @@
 """What runs on the far side of a call: pickling functions, describing exceptions.
 
+An exception described by :func:`capture` is rebuilt on the near side by
+``multigil._errors.exception_from``.
+
 This module is imported in every interpreter that multigil uses, on first
 need, so it imports only the standard library (and cloudpickle, lazily).
 """
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 
 ModuleType = type(sys)
 
-__all__ = ["pickle_function", "capture", "run_chunk", "ExcInfo", "raise_remote"]
+__all__ = ["pickle_function", "capture", "run_chunk"]
 
 
 def _importable_by_name(fn: Any) -> bool:
@@ -115,63 +118,3 @@ def run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> tuple[lis
     except BaseException as exc:
         return results, capture(exc)
     return results, None
-
-
-class _TypeInfo:
-    """Stands for the exception's type, which cannot cross: its names only."""
-
-    def __init__(self, name: str, qualname: str, module: str) -> None:
-        self.__name__ = name
-        self.__qualname__ = qualname
-        self.__module__ = module
-
-    def __repr__(self) -> str:
-        return f"<exception type {self.__module__}.{self.__qualname__}>"
-
-
-class ExcInfo:
-    """A snapshot of an exception raised in another interpreter (``ExecutionFailed.excinfo``)."""
-
-    __slots__ = ("type", "msg", "errdisplay", "_pickled")
-
-    def __init__(self, raw: tuple[Any, ...]) -> None:
-        name, qualname, module, msg, display, pickled = raw
-        self.type = _TypeInfo(name, qualname, module)
-        self.msg = msg
-        self.errdisplay = display
-        self._pickled = pickled
-
-    @property
-    def formatted(self) -> str:
-        return f"{self.type.__name__}: {self.msg}" if self.msg else self.type.__name__
-
-    def rebuild(self) -> BaseException | None:
-        """The original exception, unpickled here, or None if it cannot be."""
-        if self._pickled is None:
-            return None
-        try:
-            exc = _pickle.loads(self._pickled)
-        except Exception:
-            return None
-        return exc if isinstance(exc, BaseException) else None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        t = self.type
-        return (ExcInfo, ((t.__name__, t.__qualname__, t.__module__, self.msg,
-                           self.errdisplay, self._pickled),))
-
-    def __repr__(self) -> str:
-        return f"ExcInfo({self.formatted!r})"
-
-
-def raise_remote(raw: tuple[Any, ...], rebuild: bool = True) -> None:
-    """Raise what ``capture`` described: the original type where it can be rebuilt,
-    with :class:`ExecutionFailed` (holding the remote traceback) as its cause."""
-    from ._errors import ExecutionFailed
-
-    info = ExcInfo(raw)
-    failed = ExecutionFailed(info)
-    original = info.rebuild() if rebuild else None
-    if original is None:
-        raise failed
-    raise original from failed

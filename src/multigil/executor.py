@@ -7,7 +7,7 @@ every core of one process.
   main interpreter                                         worker interpreters
   ────────────────                                         ───────────────────
   submit(fn, *args)                                         thread 1 ── Worker.run() ─┐
-    │ future → pending[tid]                                 thread 2 ── Worker.run() ─┤
+    │ task (future, ...) → pending[tid]                     thread 2 ── Worker.run() ─┤
     │ _core.submit_task(queue, tid, fn, args)                 ...                     │
     └──► encoded task ──────────► _core.Queue ─────────────► (each worker takes the  │
                                   (native, one per pool)      next task it is free for)
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -55,7 +56,6 @@ from typing import Any, TypeVar
 
 from ._errors import TaskCancelled
 from ._executor import _chunks
-from ._executor._aio import await_future, default_pool, run
 from ._executor._future import InterpreterFuture
 from ._executor._pool import BrokenInterpreterPool, _Pool, default_max_workers
 
@@ -152,7 +152,7 @@ class InterpreterPoolExecutor(Executor):
         If ``fn`` or an argument cannot be sent to an interpreter, the future
         fails with :class:`~multigil.NotShareableError` naming the type.
         """
-        return self._pool.submit(fn, args, kwargs or None)
+        return self._pool.submit(fn, args, kwargs or None).future
 
     def schedule(self, fn: Callable[..., T], /, args: Iterable[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, *,
@@ -171,7 +171,7 @@ class InterpreterPoolExecutor(Executor):
             if not timeout >= 0:
                 raise ValueError("timeout must be >= 0")
             timeout = float(timeout)
-        return self._pool.submit(fn, tuple(args), dict(kwargs) if kwargs else None, timeout)
+        return self._pool.submit(fn, tuple(args), dict(kwargs) if kwargs else None, timeout).future
 
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None,
             chunksize: int | None = None, buffersize: int | None = None, ordered: bool = True,
@@ -203,7 +203,7 @@ class InterpreterPoolExecutor(Executor):
         end_time = None if timeout is None else timeout + time.monotonic()
         done_q: queue.SimpleQueue[InterpreterFuture] | None = None if ordered else queue.SimpleQueue()
         run_ = _chunks.MapRun(self._pool, fn, iterables, chunksize=chunksize,
-                              buffersize=buffersize, ordered=ordered, progress=progress,
+                              buffersize=buffersize, progress=progress,
                               notify=None if done_q is None else done_q.put)
         return _chunks.iterate(run_, end_time, done_q, self)
 
@@ -227,12 +227,14 @@ class InterpreterPoolExecutor(Executor):
             self.shutdown(wait=True)
 
     # ------------------------------------------------------------- asyncio --
+    # (all of asyncio is in this module: these two methods, and below them
+    # _await, _aiterate, default_pool and run)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``await pool.run(fn, *args, **kwargs)``: the result of ``fn`` run in a
         worker.  Cancelling the awaiting task cancels the call, queued or
         running (the worker is interrupted and survives)."""
-        result: T = await await_future(self._pool.submit(fn, args, kwargs or None))
+        result: T = await _await(self._pool.submit(fn, args, kwargs or None).future)
         return result
 
     def amap(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,
@@ -248,7 +250,100 @@ class InterpreterPoolExecutor(Executor):
 
         def factory(notify: Callable[[Any], object] | None) -> _chunks.MapRun:
             return _chunks.MapRun(pool, fn, iterables, chunksize=chunksize, buffersize=buffersize,
-                                  ordered=ordered, progress=progress, notify=notify)
+                                  progress=progress, notify=notify)
 
-        return _chunks.aiterate(factory, ordered, self)
+        return _aiterate(factory, ordered, self)
+
+
+# ---------------------------------------------------------------- asyncio --
+# ``await pool.run(fn, *args)`` submits the task and awaits its future through
+# asyncio.wrap_future.  Cancelling the awaiting coroutine cancels the task
+# whether it is queued or running (``cancel(interrupt=True)``): the worker
+# raises TaskCancelled in it and goes on with the next task.
+# ``loop.run_in_executor(pool, fn, *args)`` needs nothing special: it calls
+# ``submit`` and wraps the future the same way.  asyncio is imported where it
+# is used: importing the executor does not import it.
+
+async def _await(fut: InterpreterFuture) -> Any:
+    """Await `fut`; if the awaiting task is cancelled, stop the task too."""
+    import asyncio
+
+    try:
+        return await asyncio.wrap_future(fut)
+    except asyncio.CancelledError:
+        fut.cancel(interrupt=True)
+        raise
+
+
+async def _aiterate(run_factory: Callable[[Callable[[Any], object] | None], _chunks.MapRun],
+                    ordered: bool, keepalive: object = None) -> AsyncIterator[Any]:
+    """:func:`multigil._executor._chunks.iterate` for asyncio: the chunks are
+    sent when iteration starts.
+
+    Cancelling the task that iterates cancels the chunks not started and
+    interrupts those running.  `keepalive` (the executor) lives as long as
+    the iterator.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    aq: asyncio.Queue[InterpreterFuture] | None = None if ordered else asyncio.Queue()
+
+    def notify(fut: InterpreterFuture) -> None:
+        try:
+            loop.call_soon_threadsafe(aq.put_nowait, fut)  # type: ignore[union-attr]
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    run = run_factory(None if aq is None else notify)
+    try:
+        while run:
+            if aq is None:
+                fut = run.head()
+                if not fut.done():
+                    try:
+                        await asyncio.wrap_future(fut)
+                    except asyncio.CancelledError:
+                        task = asyncio.current_task()
+                        if not fut.cancelled() or (task is not None and task.cancelling()):
+                            raise
+                    except Exception:
+                        pass  # consume() gives it out in order
+            else:
+                fut = await aq.get()
+                if fut not in run.live:
+                    continue
+            results = run.consume(fut)
+            del fut
+            for r in results:
+                yield r
+            del results
+            run.raise_error()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        run.stop(interrupt=True)
+        raise
+    finally:
+        run.stop()
+
+
+_default: InterpreterPoolExecutor | None = None
+_default_lock = threading.Lock()
+
+
+def default_pool() -> InterpreterPoolExecutor:
+    """The pool :func:`run` uses, created on first use with the default size
+    (one worker per CPU) and shut down at exit like every pool."""
+    global _default
+    with _default_lock:
+        pool = _default
+        if pool is None or pool._pool.shutdown_flag or pool._pool.broken:
+            pool = _default = InterpreterPoolExecutor(thread_name_prefix="multigil-default")
+        return pool
+
+
+async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``await multigil.run(fn, *args, **kwargs)``: run ``fn`` in an interpreter
+    of the default pool and return its result."""
+    result: T = await _await(default_pool().submit(fn, *args, **kwargs))
+    return result
 

@@ -39,8 +39,8 @@ from ._errors import (
     NotShareableError,
     QueueEmpty,
     QueueFull,
+    exception_from,
 )
-from ._remote import raise_remote
 
 __all__ = [
     "Interpreter",
@@ -156,7 +156,7 @@ class Interpreter:
         if values:
             failure = _core.set_main_attrs(self._id, values)
             if failure is not None:
-                raise_remote(failure, rebuild=False)
+                raise exception_from(failure, rebuild=False)
         return self
 
     def exec(self, code: str | Callable[[], object], /) -> None:
@@ -168,11 +168,11 @@ class Interpreter:
         if isinstance(code, str):
             failure = _core.exec(self._id, code)
             if failure is not None:
-                raise_remote(failure, rebuild=False)
+                raise exception_from(failure, rebuild=False)
         elif callable(code):
             ok, value = _core.call(self._id, code, (), None)
             if not ok:
-                raise_remote(value, rebuild=False)
+                raise exception_from(value, rebuild=False)
         else:
             raise TypeError(f"exec() takes source code or a function, not {type(code).__name__}")
 
@@ -189,8 +189,7 @@ class Interpreter:
         ok, value = _core.call(self._id, callable, args, kwargs or None)
         if ok:
             return value  # type: ignore[no-any-return]
-        raise_remote(value)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise exception_from(value)
 
     def call_in_thread(self, callable: Callable[..., object], /, *args: Any,
                        **kwargs: Any) -> threading.Thread:

@@ -1,14 +1,18 @@
 """The parts of :class:`multigil.InterpreterPoolExecutor`, one concept a module.
 
-``multigil.executor`` is the public namespace; these modules are private:
+``multigil.executor`` is the public namespace: the executor class, and all of
+its asyncio support (``pool.run``, ``pool.amap``, ``multigil.run``,
+``default_pool``).  These modules are private; bottom-up, each uses only
+those listed before it:
 
-* ``_future``   -- the future (cancel running tasks) and how a worker's outcome
-                   becomes a result or an exception;
-* ``_pool``     -- the executor: worker threads, the shared task queue,
-                   shutdown, broken pools, exit;
-* ``_chunks``   -- ``map``: chunking, ordered and unordered results, progress;
-* ``_watchdog`` -- per-task timeouts;
-* ``_aio``      -- asyncio: ``pool.run``, ``pool.amap``, ``multigil.run``.
+* ``_future``   -- the future: cancel running tasks through the one callable
+                   its pool gives it; the state changes the pool makes;
+* ``_watchdog`` -- deadlines: call a function at a time unless cancelled
+                   (the pool's per-task timeouts);
+* ``_pool``     -- the executor's engine: the task records, worker threads,
+                   the shared task queue, how an outcome completes a future,
+                   stopping tasks, shutdown, broken pools, exit;
+* ``_chunks``   -- ``map``: chunking, ordered and unordered results, progress.
 
 None of them is imported inside worker interpreters: a worker runs only the
 C core's loop and the user's functions.

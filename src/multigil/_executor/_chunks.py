@@ -26,15 +26,16 @@ from __future__ import annotations
 import itertools
 import queue
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._remote import pickle_function
 
 if TYPE_CHECKING:
     from ._future import InterpreterFuture
-    from ._pool import _Pool
+    from ._pool import _Pool, _Task
 
 __all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate"]
 
@@ -81,7 +82,7 @@ class MapRun:
     """
 
     def __init__(self, pool: _Pool, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], *,
-                 chunksize: int | None, buffersize: int | None, ordered: bool,
+                 chunksize: int | None, buffersize: int | None,
                  progress: bool | Mapping[str, Any],
                  notify: Callable[[Any], object] | None = None) -> None:
         if chunksize is not None:
@@ -98,11 +99,10 @@ class MapRun:
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self.pool = pool
         self.fn = fn
-        self.ordered = ordered
         self.notify = notify
         self.workers = pool.max_workers
         # submitted chunks not yet consumed, in submission order
-        self.live: dict[InterpreterFuture, None] = {}
+        self.live: dict[InterpreterFuture, _Task] = {}
         self.inflight = 0            # items in self.live
         self.source: Iterator[tuple[Any, ...]] | None = None  # lazy mode input
         self.buffersize = buffersize
@@ -111,6 +111,7 @@ class MapRun:
         self.last_size = 1
         self.cap = CHUNK_CAP
         self.bar = None
+        self.error: BaseException | None = None   # see consume()
 
         if buffersize is None:
             # Collect every input now, as the stdlib's map does; no copy of
@@ -145,8 +146,9 @@ class MapRun:
 
     def _send(self, chunk: list[tuple[Any, ...]]) -> bool:
         """Submit one chunk; False if no more should be sent (fn unsendable)."""
-        fut = self._submit(chunk)
-        if fut._mg_worker is None and fut.done() and fut.exception() is not None:
+        task = self._submit(chunk)
+        fut = task.future
+        if task.worker is None and fut.done() and fut.exception() is not None:
             # The chunk could not be encoded: if the function itself cannot
             # cross, this error is the map's; else find the item at fault.
             try:
@@ -159,20 +161,21 @@ class MapRun:
                 self._submit([item])
         return True
 
-    def _submit(self, chunk: list[tuple[Any, ...]]) -> InterpreterFuture:
-        fut = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
-        self.live[fut] = None
+    def _submit(self, chunk: list[tuple[Any, ...]]) -> _Task:
+        task = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
+        fut = task.future
+        self.live[fut] = task
         self.inflight += len(chunk)
         if self.bar is not None:
-            fut.add_done_callback(self._advance_bar)
+            fut.add_done_callback(partial(self._advance_bar, len(chunk)))
         if self.notify is not None:
             fut.add_done_callback(self.notify)
-        return fut
+        return task
 
-    def _advance_bar(self, fut: Any) -> None:
+    def _advance_bar(self, items: int, fut: InterpreterFuture) -> None:
         bar = self.bar
         if bar is not None and not fut.cancelled():
-            bar.update(fut._mg_chunk)
+            bar.update(items)
 
     def _next_size(self) -> int:
         if self.fixed:
@@ -207,26 +210,34 @@ class MapRun:
     def head(self) -> InterpreterFuture:
         return next(iter(self.live))
 
-    def consume(self, fut: InterpreterFuture) -> tuple[list[Any], BaseException | None]:
-        """Take a finished chunk out: its results and the error that ended it."""
-        del self.live[fut]
-        self.inflight -= fut._mg_chunk
-        outcome: tuple[list[Any], BaseException | None]
+    def consume(self, fut: InterpreterFuture) -> list[Any]:
+        """Take a finished chunk out and return its results; the error that
+        ended it, if any, is for :meth:`raise_error` to raise after them."""
+        task = self.live.pop(fut)
+        self.inflight -= task.chunk
+        results: list[Any]
         try:
-            outcome = fut.result(0)
-        except CancelledError as exc:
-            outcome = [], exc
-        except BaseException as exc:
-            outcome = [], exc
+            results, self.error = fut.result(0)
+        except BaseException as exc:  # cancelled, or the whole chunk failed
+            results, self.error = [], exc
         if self.source is not None:
-            self._measure(fut)
+            self._measure(task)
             self._refill()
-        return outcome
+        return results
 
-    def _measure(self, fut: InterpreterFuture) -> None:
-        t0, t1 = fut._mg_t0, fut._mg_t1
+    def raise_error(self) -> None:
+        """Raise the error of the chunk consumed last, if it had one."""
+        exc, self.error = self.error, None
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                exc = None  # no reference cycle through this frame
+
+    def _measure(self, task: _Task) -> None:
+        t0, t1 = task.started, task.ended
         if t0 and t1 > t0:
-            per = (t1 - t0) / fut._mg_chunk
+            per = (t1 - t0) / task.chunk
             self.item_s = per if self.item_s is None else (self.item_s + per) / 2
 
     def stop(self, interrupt: bool = False) -> None:
@@ -284,15 +295,11 @@ def iterate(run: MapRun, end_time: float | None,
                     raise TimeoutError from None
                 if fut not in run.live:
                     continue
-            results, exc = run.consume(fut)
+            results = run.consume(fut)
             del fut
             yield from results
             del results
-            if exc is not None:
-                try:
-                    raise exc
-                finally:
-                    exc = None
+            run.raise_error()
     except KeyboardInterrupt:
         run.stop(interrupt=True)
         raise
@@ -306,56 +313,3 @@ def _wait(fut: InterpreterFuture, end_time: float | None) -> None:
         fut.exception(timeout)
     except CancelledError:
         pass
-
-
-async def aiterate(run_factory: Callable[[Callable[[Any], object] | None], MapRun],
-                   ordered: bool, keepalive: object = None) -> AsyncIterator[Any]:
-    """Async version of :func:`iterate`: the chunks are sent when iteration starts.
-
-    Cancelling the task that iterates cancels the chunks not started and
-    interrupts those running.
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    aq: asyncio.Queue[InterpreterFuture] | None = None if ordered else asyncio.Queue()
-
-    def notify(fut: InterpreterFuture) -> None:
-        try:
-            loop.call_soon_threadsafe(aq.put_nowait, fut)  # type: ignore[union-attr]
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
-
-    run = run_factory(None if aq is None else notify)
-    try:
-        while run:
-            if aq is None:
-                fut = run.head()
-                if not fut.done():
-                    try:
-                        await asyncio.wrap_future(fut)
-                    except asyncio.CancelledError:
-                        task = asyncio.current_task()
-                        if not fut.cancelled() or (task is not None and task.cancelling()):
-                            raise
-                    except Exception:
-                        pass  # consume() gives it out in order
-            else:
-                fut = await aq.get()
-                if fut not in run.live:
-                    continue
-            results, exc = run.consume(fut)
-            del fut
-            for r in results:
-                yield r
-            del results
-            if exc is not None:
-                try:
-                    raise exc
-                finally:
-                    exc = None
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        run.stop(interrupt=True)
-        raise
-    finally:
-        run.stop()

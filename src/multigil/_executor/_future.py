@@ -1,20 +1,22 @@
-"""The executor's future, and how a worker's outcome becomes a result.
+"""The executor's future.
 
 :class:`InterpreterFuture` is a :class:`concurrent.futures.Future` with one
 addition: ``cancel(interrupt=True)`` also stops a task that is already running
 (the worker raises :class:`~multigil.TaskCancelled` in it and goes on with the
 next task).  Plain ``cancel()`` behaves exactly as in the standard library.
 
-The state changes the pool makes go through the ``_mg_*`` methods below, under
-the future's own condition, so that a cancellation racing with a worker that
-starts or finishes the task always leaves the future in one consistent state.
-They use the private state of :class:`concurrent.futures.Future` (``_state``,
-``_condition``, ``_waiters``), which has been the same from Python 3.2 to 3.14.
+The future knows nothing of pools: to stop its running task it calls the one
+callable the pool gave it (``_stop``).  The state changes the pool makes go
+through the ``_mg_*`` methods below, under the future's own condition, so that
+a cancellation racing with a worker that starts or finishes the task always
+leaves the future in one consistent state.  They use the private state of
+:class:`concurrent.futures.Future` (``_state``, ``_condition``, ``_waiters``),
+which has been the same from Python 3.2 to 3.14.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import (
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -22,15 +24,9 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
-from .._errors import ExecutionFailed
-from .._remote import ExcInfo
-
-if TYPE_CHECKING:
-    from ._pool import _Pool
-
-__all__ = ["InterpreterFuture", "exception_from"]
+__all__ = ["InterpreterFuture"]
 
 
 class InterpreterFuture(Future):  # type: ignore[type-arg]
@@ -40,16 +36,11 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     ``cancel(interrupt=True)`` to stop the task even while it runs.
     """
 
-    # Set by the pool; not part of the API.  Class-level defaults: a task
-    # costs microseconds, and most futures never change most of these.
-    _mg_pool: _Pool | None = None
-    _mg_tid: int = 0
-    _mg_worker: Any = None           # the multigil._core.Worker running it, once started
-    _mg_timeout: float | None = None
-    _mg_chunk: int = 0               # items in a map chunk; 0 for a plain task
-    _mg_stop: str | None = None      # why it was stopped while running: 'cancel' | 'timeout'
-    _mg_t0: float = 0.0              # map chunks: perf_counter() when it started, ended
-    _mg_t1: float = 0.0
+    # Given by the pool when a worker starts the task: ``_stop(future)`` stops
+    # the task while it runs (the future becomes cancelled, the worker is
+    # interrupted); False if it was not running any more.  Called without the
+    # future's condition held.
+    _stop: Callable[[InterpreterFuture], bool] | None = None
 
     def cancel(self, *, interrupt: bool = False) -> bool:
         """Cancel the task.
@@ -80,10 +71,11 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
             self._invoke_callbacks()  # type: ignore[attr-defined]
             return True
         # RUNNING
-        pool = self._mg_pool
-        if not interrupt or pool is None:
+        stop = self._stop
+        if not interrupt or stop is None:
             return False
-        return pool._stop_running(self, "cancel")
+        # False from stop(): the task has just ended, or someone else stopped it.
+        return stop(self) or self.cancelled()
 
     # ------------------------------------------------------------ pool side --
 
@@ -119,15 +111,14 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         except InvalidStateError:
             pass  # cancelled or timed out while it ran: the outcome is not wanted
 
-    def _mg_finish_stopped(self, why: str, exc: BaseException | None = None) -> bool:
-        """RUNNING -> cancelled (why='cancel') or failed with `exc` (why='timeout').
+    def _mg_finish_stopped(self, exc: BaseException | None = None) -> bool:
+        """RUNNING -> cancelled, or failed with `exc` (a timeout).
 
         False if the task is no longer running.
         """
         with self._condition:
             if self._state != RUNNING:
                 return False
-            self._mg_stop = why
             if exc is None:
                 self._state = CANCELLED_AND_NOTIFIED
                 for waiter in self._waiters:
@@ -140,38 +131,3 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
-
-
-def _is_task_cancelled(info: ExcInfo) -> bool:
-    t = info.type
-    return t.__name__ == "TaskCancelled" and t.__module__ == "multigil._errors"
-
-
-def exception_from(raw: tuple[Any, ...], fut: InterpreterFuture | None = None) -> BaseException:
-    """The exception to give the caller for a failure a worker described.
-
-    The original type where it can be rebuilt, with :class:`ExecutionFailed`
-    (which holds the remote traceback) as its ``__cause__``; ExecutionFailed
-    itself otherwise (always for SystemExit and KeyboardInterrupt).  A task
-    stopped by its pool comes out as :class:`concurrent.futures.CancelledError`
-    or, when its time ran out, :class:`TimeoutError`.
-    """
-    info = ExcInfo(raw)
-    failed = ExecutionFailed(info)
-    exc: BaseException | None
-    if _is_task_cancelled(info):
-        timeout = fut._mg_timeout if fut is not None else None
-        if fut is not None and fut._mg_stop == "timeout":
-            exc = timeout_error(timeout)
-        else:
-            exc = CancelledError("the task was interrupted while it ran")
-    else:
-        exc = info.rebuild()
-        if exc is None:
-            return failed
-    exc.__cause__ = failed
-    return exc
-
-
-def timeout_error(timeout: float | None) -> TimeoutError:
-    return TimeoutError(f"the task ran longer than its timeout ({timeout} s) and was interrupted")

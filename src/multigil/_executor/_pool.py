@@ -1,8 +1,12 @@
-"""The executor: worker threads around one native task queue.
+"""The executor: worker threads around one native task queue, and the tasks.
 
-The data flow is drawn at the top of ``multigil/executor.py``; here, how
-``pending[tid]`` moves: ``submit`` adds the future, ``on_start`` turns it
-RUNNING (or skips a cancelled one), ``on_done`` pops it and completes it.
+The data flow is drawn at the top of ``multigil/executor.py``.  Each task is a
+:class:`_Task` record, owned by the pool from ``submit`` until its outcome
+reaches its future; here, how ``pending[tid]`` moves: ``submit`` adds the
+task, ``on_start`` turns its future RUNNING (or skips a cancelled one),
+``on_done`` pops it and completes the future.  The future itself holds no
+reference to the pool's internals: only the one callable that stops its task,
+given when a worker starts it.
 
 Each worker is an OS thread that creates its own interpreter (the workers of a
 pool are created in parallel, each under its own GIL), runs the initializer
@@ -15,8 +19,9 @@ starts a fresh one; when it returns 'closed' (the pool shut down and the queue
 is drained) it closes the interpreter and ends.
 
 Stopping a running task (``cancel(interrupt=True)``, a per-task timeout,
-``shutdown(interrupt=True)``, Ctrl-C) calls ``Worker.interrupt(tid)``, which
-raises TaskCancelled inside the task; the worker survives.
+``shutdown(interrupt=True)``, Ctrl-C) goes through :meth:`_Pool.stop_task`:
+the future is completed at once and ``Worker.interrupt(tid)`` raises
+TaskCancelled inside the task; the worker survives.
 
 Exit: ``threading._register_atexit`` (as the stdlib's thread.py) shuts every
 pool down before the interpreter joins its threads: work already submitted is
@@ -34,13 +39,14 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import BrokenExecutor
+from concurrent.futures import BrokenExecutor, CancelledError
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from .. import _core, interpreters
-from .._errors import InterpreterError, QueueClosed
+from .._errors import InterpreterError, QueueClosed, exception_from
 from . import _watchdog
-from ._future import InterpreterFuture, exception_from
+from ._future import InterpreterFuture
 
 __all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers"]
 
@@ -66,6 +72,58 @@ _global_lock = threading.Lock()
 _live: weakref.WeakSet[_Pool] = weakref.WeakSet()
 
 
+class _Task:
+    """One task of a pool: what the pool knows of it from ``submit`` until its
+    outcome reaches the future.  Only the pool reads and writes it."""
+
+    __slots__ = ("tid", "future", "timeout", "chunk", "worker", "deadline", "stop",
+                 "started", "ended")
+
+    def __init__(self, tid: int, future: InterpreterFuture, timeout: float | None,
+                 chunk: int) -> None:
+        self.tid = tid
+        self.future = future
+        self.timeout = timeout           # seconds it may run, or None
+        self.chunk = chunk               # items of a map chunk; 0 for a plain task
+        self.worker: Any = None          # the multigil._core.Worker running it, once started
+        self.deadline: _watchdog.Deadline | None = None   # its timeout, while it runs
+        self.stop: str | None = None     # why the pool stopped it while it ran: 'cancel' | 'timeout'
+        self.started = 0.0               # map chunks: perf_counter() when it started, ended
+        self.ended = 0.0
+
+    def timeout_error(self) -> TimeoutError:
+        return TimeoutError(f"the task ran longer than its timeout ({self.timeout} s) "
+                            "and was interrupted")
+
+
+def _interrupted() -> CancelledError:
+    """What a TaskCancelled that the pool did not send becomes (the task raised it)."""
+    return CancelledError("the task was interrupted while it ran")
+
+
+def _complete(task: _Task, ok: bool | None, value: Any) -> None:
+    """Give the future what the worker sent: ``ok`` True and the result (a map
+    chunk: ``(results, excinfo or None)``), False and the excinfo of what the
+    task raised, or None and the error met rebuilding the result here."""
+    fut = task.future
+    if task.stop is not None:
+        return  # stopped while it ran: its future is complete already
+    if task.chunk:
+        task.ended = time.perf_counter()
+        if ok is True:
+            results, raw = value
+            fut._mg_complete((results, None if raw is None else
+                              exception_from(raw, cancelled=_interrupted())))
+            return
+    elif ok is True:
+        fut._mg_complete(value)
+        return
+    if ok is False:
+        fut._mg_complete(exc=exception_from(value, cancelled=_interrupted()))
+    else:  # the result could not be rebuilt here: value is that error
+        fut._mg_complete(exc=value)
+
+
 class _Slot:
     """One worker thread of a pool, and the callbacks its Worker makes.
 
@@ -73,63 +131,63 @@ class _Slot:
     interpreter for the moment they take.
     """
 
-    __slots__ = ("pool", "index", "worker", "thread", "ended", "__weakref__")
+    __slots__ = ("pool", "worker", "thread", "ended", "tid", "stop", "__weakref__")
 
-    def __init__(self, pool: _Pool, index: int) -> None:
+    def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.index = index
         self.worker: Any = None
         self.thread: threading.Thread | None = None
         # Set when the thread has closed its last interpreter.  Waited on
         # instead of Thread.join(): on 3.12 a join interrupted by Ctrl-C
         # marks a running thread as stopped, and later joins return at once.
         self.ended = threading.Event()
+        self.tid = 0  # the task this worker started last
+        # What the future of each task it starts gets as its stop callable:
+        # one bound method for all of them, none made per task.
+        self.stop = self._stop_task_of
+
+    def _stop_task_of(self, fut: InterpreterFuture) -> bool:
+        """Stop `fut`'s task if this worker is still running it."""
+        tid = self.tid
+        task = self.pool.pending.get(tid)
+        if task is None or task.future is not fut:
+            return False  # it has ended; this worker may run another one now
+        return self.pool.stop_task(tid)
 
     def on_start(self, tid: int) -> bool:
-        pending = self.pool.pending
-        fut = pending.get(tid)
-        if fut is None:
+        pool = self.pool
+        task = pool.pending.get(tid)
+        if task is None:
             return False
-        fut._mg_worker = self.worker
+        task.worker = self.worker
+        fut = task.future
+        self.tid = tid
+        fut._stop = self.stop
         if fut._mg_start():
             try:
-                if fut._mg_chunk:
-                    fut._mg_t0 = time.perf_counter()
-                elif fut._mg_timeout is not None:
-                    _watchdog.watch(time.monotonic() + fut._mg_timeout, fut, self.pool)
+                if task.chunk:
+                    task.started = time.perf_counter()
+                elif task.timeout is not None:
+                    task.deadline = _watchdog.watch(time.monotonic() + task.timeout,
+                                                    partial(pool.stop_task, tid, True))
             except BaseException as exc:  # e.g. no thread for the timeout
-                pending.pop(tid, None)
+                pool.pending.pop(tid, None)
                 fut._mg_complete(exc=exc)
                 return False
             return True
-        pending.pop(tid, None)
+        pool.pending.pop(tid, None)
         return False
 
     def on_done(self, tid: int, ok: bool | None, value: Any) -> None:
-        fut = self.pool.pending.pop(tid, None)
-        if fut is None:
+        task = self.pool.pending.pop(tid, None)
+        if task is None:
             return
+        if task.deadline is not None:
+            task.deadline.cancel()
         try:
-            self._complete(fut, ok, value)
+            _complete(task, ok, value)
         except BaseException as exc:  # never leave a future unfinished
-            fut._mg_complete(exc=exc)
-
-    @staticmethod
-    def _complete(fut: InterpreterFuture, ok: bool | None, value: Any) -> None:
-        if fut._mg_chunk:
-            # A map chunk: value is (results, excinfo or None)
-            fut._mg_t1 = time.perf_counter()
-            if ok is True:
-                results, raw = value
-                fut._mg_complete((results, None if raw is None else exception_from(raw, fut)))
-                return
-        elif ok is True:
-            fut._mg_complete(value)
-            return
-        if ok is False:
-            fut._mg_complete(exc=exception_from(value, fut))
-        else:  # the result could not be rebuilt here: value is that error
-            fut._mg_complete(exc=value)
+            task.future._mg_complete(exc=exc)
 
     def main(self) -> None:
         """The worker thread: interpreters, one after another, until the pool closes."""
@@ -199,7 +257,7 @@ class _Pool:
         self.shared = dict(shared) if shared else None
         self.max_tasks = max_tasks
         self.queue = _core.Queue()
-        self.pending: dict[int, InterpreterFuture] = {}
+        self.pending: dict[int, _Task] = {}
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
         self.slots: list[_Slot] = []
@@ -220,19 +278,14 @@ class _Pool:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     def submit(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
-               timeout: float | None = None, chunk: int = 0) -> InterpreterFuture:
+               timeout: float | None = None, chunk: int = 0) -> _Task:
         """Queue one task (chunk: a map chunk of that many argument tuples)."""
         fut = InterpreterFuture()
-        fut._mg_pool = self
-        if timeout is not None:
-            fut._mg_timeout = timeout
-        if chunk:
-            fut._mg_chunk = chunk
         with self.lock:
             self.check_open()
             tid = next(self.ids)
-            fut._mg_tid = tid
-            self.pending[tid] = fut
+            task = _Task(tid, fut, timeout, chunk)
+            self.pending[tid] = task
             try:
                 _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
             except QueueClosed:  # pragma: no cover - closed only under self.lock
@@ -244,18 +297,18 @@ class _Pool:
                 del self.pending[tid]
                 fut._mg_start()
                 fut._mg_complete(exc=exc)
-                return fut
+                return task
             except BaseException:
                 del self.pending[tid]
                 raise
             if not self.slots:
                 self._start_workers()
-        return fut
+        return task
 
     def _start_workers(self) -> None:
         """Start every worker at once: each creates its interpreter in parallel."""
         for i in range(self.max_workers):
-            slot = _Slot(self, i)
+            slot = _Slot(self)
             t = threading.Thread(target=slot.main, name=f"{self.name}_{i}")
             slot.thread = t
             self.slots.append(slot)
@@ -279,13 +332,19 @@ class _Pool:
 
     # ------------------------------------------------------------- stopping --
 
-    def _stop_running(self, fut: InterpreterFuture, why: str,
-                      exc: BaseException | None = None) -> bool:
-        """Finish a running task's future now (cancelled, or `exc`) and
-        interrupt its worker.  False if it was not running any more."""
-        if not fut._mg_finish_stopped(why, exc):
-            return why == "cancel" and fut.cancelled()
-        worker, tid = fut._mg_worker, fut._mg_tid
+    def stop_task(self, tid: int, timed_out: bool = False) -> bool:
+        """Stop a running task now: its future is cancelled (or, timed out,
+        fails with TimeoutError) and its worker is interrupted.
+
+        False if the task is not running any more.
+        """
+        task = self.pending.get(tid)
+        if task is None:
+            return False
+        if not task.future._mg_finish_stopped(task.timeout_error() if timed_out else None):
+            return False
+        task.stop = "timeout" if timed_out else "cancel"
+        worker = task.worker
         if worker is None:  # pragma: no cover - set before RUNNING
             return True
         # The worker made the task current before on_start turned the future
@@ -302,13 +361,13 @@ class _Pool:
             if self.broken:
                 return
             self.broken = message
-            waiting = [f for f in self.pending.values() if not f.running()]
+            waiting = [t for t in self.pending.values() if not t.future.running()]
             self.queue.close()
-        for fut in waiting:
-            self.pending.pop(fut._mg_tid, None)
+        for task in waiting:
+            self.pending.pop(task.tid, None)
             err = BrokenInterpreterPool(message)
             err.__cause__ = cause
-            fut._mg_fail_pending(err)
+            task.future._mg_fail_pending(err)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False,
                  interrupt: bool = False) -> None:
@@ -316,11 +375,11 @@ class _Pool:
             self.shutdown_flag = True
             cancel = []
             if cancel_futures or interrupt:
-                cancel = [f for f in self.pending.values() if not f.running()]
+                cancel = [t for t in self.pending.values() if not t.future.running()]
             self.queue.close()
-        for fut in cancel:
-            if fut.cancel():
-                self.pending.pop(fut._mg_tid, None)
+        for task in cancel:
+            if task.future.cancel():
+                self.pending.pop(task.tid, None)
         if interrupt:
             self.interrupt_running()
         if wait:
@@ -333,9 +392,9 @@ class _Pool:
                 raise
 
     def interrupt_running(self) -> None:
-        for fut in list(self.pending.values()):
-            if fut.running():
-                fut.cancel(interrupt=True)
+        for task in list(self.pending.values()):
+            if task.future.running():
+                self.stop_task(task.tid)
 
     def join(self) -> None:
         """Wait until every worker has closed its interpreter."""
