@@ -24,6 +24,7 @@ __all__ = [
     "QueueFull",
     "QueueClosed",
     "TaskCancelled",
+    "InterpreterImportError",
     "ExcInfo",
     "exception_from",
 ]
