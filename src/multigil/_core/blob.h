@@ -66,8 +66,10 @@ void mg_blob_free(mg_blob *b);
  * A value whose containers hold non-native items is a table blob: TABLE, the
  * length L of the stream in 7 bytes (little endian), the stream (L bytes, its
  * non-native items written as PICKLE_REF), then one PICKLE of the list of
- * those items, the table.  TABLE appears only as the first byte of a blob; a
- * non-native value at the top is a plain PICKLE.
+ * those items, the table, which the decoder unpickles when it reaches the
+ * first PICKLE_REF (the native items before it are rebuilt even if the table
+ * cannot be).  TABLE appears only as the first byte of a blob; a non-native
+ * value at the top is a plain PICKLE.
  */
 enum {
     MG_T_NONE = 1,

@@ -13,7 +13,12 @@
 typedef struct {
     mg_reader r;
     mg_state *st;
-    PyObject *table;    /* the unpickled table of a table blob (borrowed), or NULL */
+    /* A table blob's table: the PICKLE behind the stream (tab.b NULL when the
+     * blob has none), unpickled by the first PICKLE_REF that needs it, so the
+     * items of a stream before that reference are rebuilt even when the
+     * table cannot be (a call's header, ahead of its arguments). */
+    mg_reader tab;
+    PyObject *table;    /* the unpickled table (owned), NULL until then */
 } dec_t;
 
 static PyObject *dec(dec_t *d, int depth);
@@ -248,6 +253,37 @@ dec_handle(dec_t *d)
     return raw->kind->wrap(d->st, raw);
 }
 
+/* Unpickle the table of `d`'s blob into d->table.  0, or -1. */
+static int
+dec_load_table(dec_t *d)
+{
+    if (d->tab.b == NULL) {
+        mg_malformed("bad pickle reference");
+        return -1;
+    }
+    dec_t t = {d->tab, d->st, {NULL, NULL, NULL}, NULL};
+    if (t.r.p >= t.r.end || *t.r.p != MG_T_PICKLE) {
+        mg_malformed("bad pickle table");
+        return -1;
+    }
+    PyObject *table = dec(&t, 0);
+    if (table == NULL) {
+        return -1;
+    }
+    if (!PyList_CheckExact(table)) {
+        Py_DECREF(table);
+        mg_malformed("bad pickle table");
+        return -1;
+    }
+    if (t.r.p != t.r.end) {
+        Py_DECREF(table);
+        mg_malformed("trailing data");
+        return -1;
+    }
+    d->table = table;
+    return 0;
+}
+
 static PyObject *
 dec_pickle_ref(dec_t *d)
 {
@@ -255,7 +291,10 @@ dec_pickle_ref(dec_t *d)
     if (mg_get_varint(&d->r, &idx) < 0) {
         return NULL;
     }
-    if (d->table == NULL || idx >= (uint64_t)PyList_GET_SIZE(d->table)) {
+    if (d->table == NULL && dec_load_table(d) < 0) {
+        return NULL;
+    }
+    if (idx >= (uint64_t)PyList_GET_SIZE(d->table)) {
         return mg_malformed("bad pickle reference");
     }
     return Py_NewRef(PyList_GET_ITEM(d->table, (Py_ssize_t)idx));
@@ -338,7 +377,7 @@ dec(dec_t *d, int depth)
 }
 
 /* What is rebuilt from the top of a stream: one value, or (n >= 0) the n
- * items of a tuple, without the tuple. */
+ * items of a tuple, without the tuple (all NULL until rebuilt). */
 typedef struct {
     Py_ssize_t n;
     PyObject **items;
@@ -354,7 +393,8 @@ top_clear(top_t *t)
     }
 }
 
-/* Decode the top of `d`'s stream, which must use it up, into `t`. */
+/* Decode the top of `d`'s stream, which must use it up, into `t`.  When an
+ * item fails, those before it stay in t->items (mg_decode_items). */
 static int
 dec_top(dec_t *d, top_t *t)
 {
@@ -367,11 +407,7 @@ dec_top(dec_t *d, top_t *t)
         }
         if (len == (size_t)t->n) {
             for (Py_ssize_t i = 0; i < t->n; i++) {
-                t->items[i] = NULL;
-            }
-            for (Py_ssize_t i = 0; i < t->n; i++) {
                 if ((t->items[i] = dec(d, 1)) == NULL) {
-                    top_clear(t);
                     return -1;
                 }
             }
@@ -392,8 +428,8 @@ done:
     return 0;
 }
 
-/* A table blob: unpickle the table behind the stream first, then decode the
- * stream, whose PICKLE_REFs index into it. */
+/* A table blob: decode the stream, whose PICKLE_REFs index into the table
+ * behind it (unpickled by the first of them). */
 static int
 dec_table_blob(mg_state *st, const mg_blob *b, top_t *top)
 {
@@ -412,27 +448,9 @@ dec_table_blob(mg_state *st, const mg_blob *b, top_t *top)
         return -1;
     }
     const unsigned char *mid = start + MG_TABLE_HEADER + n;
-    dec_t t = {{b, mid, end}, st, NULL};
-    if (t.r.p >= t.r.end || *t.r.p != MG_T_PICKLE) {
-        mg_malformed("bad pickle table");
-        return -1;
-    }
-    PyObject *table = dec(&t, 0);
-    if (table == NULL) {
-        return -1;
-    }
-    int rc = -1;
-    if (!PyList_CheckExact(table)) {
-        mg_malformed("bad pickle table");
-    }
-    else if (t.r.p != t.r.end) {
-        mg_malformed("trailing data");
-    }
-    else {
-        dec_t d = {{b, start + MG_TABLE_HEADER, mid}, st, table};
-        rc = dec_top(&d, top);
-    }
-    Py_DECREF(table);
+    dec_t d = {{b, start + MG_TABLE_HEADER, mid}, st, {b, mid, end}, NULL};
+    int rc = dec_top(&d, top);
+    Py_XDECREF(d.table);
     return rc;
 }
 
@@ -448,7 +466,7 @@ decode_top(mg_state *st, const mg_blob *b, top_t *top)
         return dec_table_blob(st, b, top);
     }
     dec_t d = {{b, (const unsigned char *)b->data, (const unsigned char *)b->data + b->size},
-               st, NULL};
+               st, {NULL, NULL, NULL}, NULL};
     return dec_top(&d, top);
 }
 
@@ -465,6 +483,9 @@ mg_decode_items(mg_state *st, const mg_blob *b, Py_ssize_t n, PyObject **items,
 {
     top_t top = {n, items, NULL};
     *other = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        items[i] = NULL;
+    }
     if (decode_top(st, b, &top) < 0) {
         return -1;
     }

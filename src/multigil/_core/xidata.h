@@ -28,7 +28,11 @@ PyObject *mg_decode(mg_state *st, const mg_blob *b);
  * writes the stream mg_encode writes for the tuple, and mg_decode_items
  * rebuilds such a stream's n items into items[] (new references) and returns
  * 0; a stream of any other value it rebuilds into *other (a new reference)
- * and returns 1.  -1 with an exception set. */
+ * and returns 1.  -1 with an exception set.  The items are rebuilt in order,
+ * and pickled values only when the first item that holds one is reached: on
+ * -1, the items rebuilt before the one that failed stay in items[] (new
+ * references, the caller's to drop; the others are NULL), so that a caller
+ * knows what came through (a call's header, when its arguments did not). */
 int mg_encode_items(mg_state *st, PyObject *const *items, Py_ssize_t n, mg_blob *out, int flags);
 int mg_decode_items(mg_state *st, const mg_blob *b, Py_ssize_t n, PyObject **items,
                     PyObject **other);
