@@ -61,7 +61,7 @@ def test_worker_cannot_be_reinitialised_while_running():
         done: list[object] = []
         finished = threading.Event()
 
-        def on_done(tid: int, ok: object, value: object) -> None:
+        def on_done(tid: int, ok: object, value: object, stage: object) -> None:
             done.append(value)
             finished.set()
 
@@ -123,7 +123,7 @@ def test_submit_task_checks_the_call_it_builds():
     assert q.qsize() == 0
 
 
-def test_worker_reports_and_skips_items_that_are_not_calls(interps) -> None:  # type: ignore[no-untyped-def]
+def test_worker_skips_items_that_name_no_task_and_fails_bad_payloads(interps) -> None:  # type: ignore[no-untyped-def]
     (interp,) = interps(1)
     work, done = _core.Queue(), []
     scratch = _core.Queue()
@@ -133,6 +133,12 @@ def test_worker_reports_and_skips_items_that_are_not_calls(interps) -> None:  # 
     work.put((2, *task[1:4], [2, 3], None))           # args not a tuple
     work.put((3, *task[1:]))
     work.close()
-    worker = _core.Worker(interp.id, work, None, lambda tid, ok, value: done.append((tid, ok, value)))
+    worker = _core.Worker(interp.id, work, None,
+                          lambda tid, ok, value, stage: done.append((tid, ok, value, stage)))
     assert worker.run() == "closed"
-    assert done == [(3, True, 5)]
+    # The first names no task: reported and skipped.  The second names its
+    # task, whose payload is wrong: that task fails, at its arguments.
+    assert [(tid, ok, stage) for tid, ok, _, stage in done] == [
+        (2, False, "arguments"), (3, True, None)]
+    assert "must be a tuple" in done[0][2][3]
+    assert done[1][2] == 5

@@ -205,7 +205,7 @@ def test_worker_takes_items_that_python_put(interps) -> None:  # type: ignore[no
     task = scratch.get_nowait()
     done: list[tuple[int, object, object]] = []
     worker = _core.Worker(interp.id, work, None,
-                          lambda tid, ok, value: done.append((tid, ok, value)))
+                          lambda tid, ok, value, stage: done.append((tid, ok, value)))
     work.put(7)                                         # in a slot: not a task, skipped
     work.put(task)                                      # a compact item
     work.put((2, *task[1:4], ("x" * 5000, "y"), None))  # a heap blob

@@ -314,8 +314,11 @@ class Worker:
     """One executor worker: ``run()`` takes tasks from ``queue`` into interpreter ``interp_id``.
 
     ``on_start(task_id)`` runs in the main interpreter before a task (a false
-    result skips it; None: always run), ``on_done(task_id, ok, value)`` after
-    it, with ``ok`` None when ``value`` is the error met rebuilding the result.
+    result skips it; None: always run), ``on_done(task_id, ok, value, stage)``
+    after it: ``ok`` True and the result (``stage`` None); False and the
+    excinfo of the error, ``stage`` saying where it failed (``'function'``,
+    ``'arguments'``, ``'call'``, ``'result'``); None when ``value`` is the error
+    met rebuilding the result here (``stage`` ``'result'``).
     """
 
     def __init__(
@@ -323,7 +326,7 @@ class Worker:
         interp_id: int,
         queue: Queue,
         on_start: Callable[[int], object] | None,
-        on_done: Callable[[int, bool | None, Any], object],
+        on_done: Callable[[int, bool | None, Any, str | None], object],
         max_tasks: int = 0,
     ) -> None: ...
     def run(self) -> Literal["closed", "max_tasks", "fatal"]:
@@ -340,9 +343,10 @@ def submit_task(
     kwargs: dict[str, Any] | None,
     chunked: bool,
     /,
-) -> None:
+) -> bool:
     """Encode a task and put it on a worker queue (QueueClosed if it is closed).
 
     A chunked task applies ``fn`` to each argument tuple of the list ``args``
-    and returns ``(results, excinfo or None)``.
+    and returns ``(results, excinfo or None)``.  Returns whether some of the
+    arguments were pickled (their rebuilding in the worker may fail).
     """

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 ModuleType = type(sys)
 
-__all__ = ["pickle_function", "capture", "run_chunk"]
+__all__ = ["pickle_function", "function_crosses", "capture", "run_chunk"]
 
 
 def _importable_by_name(fn: Any) -> bool:
@@ -82,6 +82,15 @@ def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:
             f"another interpreter: {exc}. Use a module-level function or a picklable "
             "callable."
         ) from exc
+
+
+def function_crosses(fn: Any) -> bool:
+    """Whether ``fn`` can be sent to another interpreter."""
+    try:
+        pickle_function(fn)
+    except Exception:
+        return False
+    return True
 
 
 def capture(exc: BaseException) -> tuple[Any, ...]:

@@ -104,31 +104,41 @@ function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
 enum { W_TASK_ID, W_CHUNKED, W_FN_TOKEN, W_FN_PICKLED, W_ARGS, W_KWARGS, W_SIZE };
 
 /* The checks of a call's items, one message each: 0, or -1 with TypeError.
- * The task id and chunked flag are checked only when decoded (the caller
- * gives C values for them). */
+ * The header (task id, chunked flag, function token) and the payload (the
+ * arguments) are checked apart, as they are decoded.  The task id and
+ * chunked flag are checked only when decoded (the caller gives C values for
+ * them). */
 static int
-call_check(PyObject *const *items, int decoded)
+check_failed(const char *bad, PyObject *got)
 {
-    const char *bad = NULL;
-    PyObject *got = NULL;
-    if (decoded && !PyLong_Check(got = items[W_TASK_ID])) {
-        bad = "the task id of a call must be an int";
+    PyErr_Format(PyExc_TypeError, "%s, not %.100s", bad, Py_TYPE(got)->tp_name);
+    return -1;
+}
+
+static int
+header_check(PyObject *const *items, int decoded)
+{
+    if (decoded && !PyLong_Check(items[W_TASK_ID])) {
+        return check_failed("the task id of a call must be an int", items[W_TASK_ID]);
     }
-    else if (decoded && !PyBool_Check(got = items[W_CHUNKED])) {
-        bad = "the chunked flag of a call must be a bool";
+    if (decoded && !PyBool_Check(items[W_CHUNKED])) {
+        return check_failed("the chunked flag of a call must be a bool", items[W_CHUNKED]);
     }
-    else if (!PyLong_Check(got = items[W_FN_TOKEN])) {
-        bad = "the function token of a call must be an int";
+    if (!PyLong_Check(items[W_FN_TOKEN])) {
+        return check_failed("the function token of a call must be an int", items[W_FN_TOKEN]);
     }
-    else if (items[W_CHUNKED] == Py_False && !PyTuple_Check(got = items[W_ARGS])) {
-        bad = "the arguments of a call must be a tuple";
+    return 0;
+}
+
+static int
+payload_check(PyObject *const *items)
+{
+    if (items[W_CHUNKED] == Py_False && !PyTuple_Check(items[W_ARGS])) {
+        return check_failed("the arguments of a call must be a tuple", items[W_ARGS]);
     }
-    else if ((got = items[W_KWARGS]) != Py_None && !PyDict_Check(got)) {
-        bad = "the keyword arguments of a call must be a dict or None";
-    }
-    if (bad != NULL) {
-        PyErr_Format(PyExc_TypeError, "%s, not %.100s", bad, Py_TYPE(got)->tp_name);
-        return -1;
+    if (items[W_KWARGS] != Py_None && !PyDict_Check(items[W_KWARGS])) {
+        return check_failed("the keyword arguments of a call must be a dict or None",
+                            items[W_KWARGS]);
     }
     return 0;
 }
@@ -156,7 +166,7 @@ mg_call_pack(mg_state *st, mg_call *c, long long task_id, int chunked, PyObject 
         [W_FN_TOKEN] = PyTuple_GET_ITEM(ref, 0), [W_FN_PICKLED] = PyTuple_GET_ITEM(ref, 1),
         [W_ARGS] = args, [W_KWARGS] = kwargs,
     };
-    if (call_check(items, 0) < 0) {
+    if (header_check(items, 0) < 0 || payload_check(items) < 0) {
         Py_DECREF(ref);
         return -1;
     }
@@ -195,37 +205,48 @@ mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c)
 {
     PyObject *items[W_SIZE], *other;
     call_init(c);
-    switch (mg_decode_items(st, b, W_SIZE, items, &other)) {
-    case 0:
-        break;
-    case 1:
+    int rc = mg_decode_items(st, b, W_SIZE, items, &other);
+    if (rc == 1) {
         PyErr_Format(PyExc_TypeError,
                      "a call is the tuple (task_id, chunked, fn_token, fn_pickled, args, "
                      "kwargs) that submit_task() builds, not %.100s", Py_TYPE(other)->tp_name);
         Py_DECREF(other);
         return -1;
-    default:
-        return -1;
     }
-    int rc = call_check(items, 1);
-    if (rc == 0) {
-        c->task_id = PyLong_AsLongLong(items[W_TASK_ID]);
-        rc = c->task_id == -1 && PyErr_Occurred() ? -1 : 0;
-    }
-    if (rc < 0) {
-        for (int i = 0; i < W_SIZE; i++) {
-            Py_DECREF(items[i]);
+    /* The items are rebuilt in order: the header came through if its last
+     * item did, whether or not the payload did.  Then it names the task. */
+    if (items[W_FN_PICKLED] != NULL) {
+        PyObject *payload_error = rc < 0 ? PyErr_GetRaisedException() : NULL;
+        long long task_id = 0;
+        if (header_check(items, 1) == 0) {
+            task_id = PyLong_AsLongLong(items[W_TASK_ID]);
         }
-        return -1;
+        if (PyErr_Occurred()) {
+            Py_XDECREF(payload_error);     /* a bad header: no task to name */
+            goto fail;
+        }
+        c->task_id = task_id;
+        if (payload_error != NULL) {
+            PyErr_SetRaisedException(payload_error);
+            goto fail;
+        }
+        if (payload_check(items) < 0) {
+            goto fail;
+        }
+        c->chunked = items[W_CHUNKED] == Py_True;
+        c->fn_token = items[W_FN_TOKEN];          /* the references move */
+        c->fn_pickled = items[W_FN_PICKLED];
+        c->args = items[W_ARGS];
+        c->kwargs = items[W_KWARGS];
+        Py_DECREF(items[W_TASK_ID]);
+        Py_DECREF(items[W_CHUNKED]);
+        return 0;
     }
-    c->chunked = items[W_CHUNKED] == Py_True;
-    Py_DECREF(items[W_TASK_ID]);
-    Py_DECREF(items[W_CHUNKED]);
-    c->fn_token = items[W_FN_TOKEN];          /* the references move */
-    c->fn_pickled = items[W_FN_PICKLED];
-    c->args = items[W_ARGS];
-    c->kwargs = items[W_KWARGS];
-    return 0;
+fail:
+    for (int i = 0; i < W_SIZE; i++) {
+        Py_XDECREF(items[i]);
+    }
+    return -1;
 }
 
 void
@@ -237,11 +258,31 @@ mg_call_clear(mg_call *c)
     Py_CLEAR(c->kwargs);
 }
 
+const char *
+mg_stage_name(mg_stage stage)
+{
+    switch (stage) {
+    case MG_STAGE_FUNCTION:
+        return "function";
+    case MG_STAGE_ARGUMENTS:
+        return "arguments";
+    case MG_STAGE_CALL:
+        return "call";
+    case MG_STAGE_RESULT:
+        return "result";
+    default:
+        return NULL;
+    }
+}
+
 PyObject *
-mg_call_invoke(mg_state *sub, const mg_call *c)
+mg_call_invoke(mg_state *sub, const mg_call *c, mg_stage *stage)
 {
     PyObject *fn = function_resolve(sub, c->fn_token, c->fn_pickled);
     if (fn == NULL) {
+        if (stage != NULL) {
+            *stage = MG_STAGE_FUNCTION;
+        }
         return NULL;
     }
     PyObject *result;
@@ -254,6 +295,9 @@ mg_call_invoke(mg_state *sub, const mg_call *c)
         result = PyObject_Call(fn, c->args, c->kwargs == Py_None ? NULL : c->kwargs);
     }
     Py_DECREF(fn);
+    if (result == NULL && stage != NULL) {
+        *stage = MG_STAGE_CALL;
+    }
     return result;
 }
 
@@ -304,10 +348,11 @@ mg_outcome_init(mg_outcome *o)
     mg_blob_init(&o->value);
     o->ok = 0;
     o->fatal = 0;
+    o->stage = MG_STAGE_NONE;
 }
 
 void
-mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o)
+mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o)
 {
     if (result != NULL) {
         int rc = mg_encode(sub, result, &o->value, 0);
@@ -315,10 +360,13 @@ mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o)
         if (rc == 0) {
             o->ok = 1;
             o->fatal = 0;
+            o->stage = MG_STAGE_NONE;
             return;
         }
+        stage = MG_STAGE_RESULT;
     }
     o->ok = 0;
+    o->stage = stage;
     o->fatal = capture_exception(sub, &o->value);
 }
 
@@ -357,7 +405,7 @@ mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
     }
     mg_state *sub = mg_session_state(&s);
     if (sub != NULL) {
-        mg_outcome_set(sub, job(sub, in, arg), out);
+        mg_outcome_set(sub, job(sub, in, arg), MG_STAGE_CALL, out);
     }
     /* Dropped while still in the target: zero-copy exports of the caller's
      * buffers are then released by the caller as soon as mg_leave returns. */

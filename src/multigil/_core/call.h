@@ -51,14 +51,32 @@ int mg_call_pack(mg_state *st, mg_call *c, long long task_id, int chunked, PyObj
 /* Encode `c` into `out` (flags as mg_encode: with MG_ENCODE_BORROW, keep `c`
  * until the blob is decoded). */
 int mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags);
-/* Rebuild a call from a blob in the current interpreter.  0, or -1 with an
- * exception set (TypeError if the blob holds something else). */
+/* Rebuild a call from a blob in the current interpreter: its header (task
+ * id, chunked flag, function) first, then its payload (the arguments).  0, or
+ * -1 with an exception set (TypeError if the blob holds something else).  On
+ * -1, c->task_id is the task's id (> 0) if the header came through and only
+ * the payload failed: the caller can then report the failure as that task's
+ * (MG_STAGE_ARGUMENTS); it is 0 for a blob that names no task. */
 int mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c);
 void mg_call_clear(mg_call *c);
 
+/* Where running a call failed, told to the caller with the outcome: whether
+ * the call's own code ran (FUNCTION, ARGUMENTS: it did not) or not. */
+typedef enum {
+    MG_STAGE_NONE = 0,      /* it did not fail */
+    MG_STAGE_FUNCTION,      /* rebuilding the function (importing its module included) */
+    MG_STAGE_ARGUMENTS,     /* rebuilding the arguments */
+    MG_STAGE_CALL,          /* the function raised */
+    MG_STAGE_RESULT,        /* the result could not be encoded (or rebuilt by the caller) */
+} mg_stage;
+
+/* "function", "arguments", "call", "result"; NULL for MG_STAGE_NONE. */
+const char *mg_stage_name(mg_stage stage);
+
 /* In the target: resolve the function and call it.  The result (a new
- * reference), or NULL with its exception set. */
-PyObject *mg_call_invoke(mg_state *sub, const mg_call *c);
+ * reference), or NULL with its exception set and *stage (if not NULL) set to
+ * MG_STAGE_FUNCTION or MG_STAGE_CALL. */
+PyObject *mg_call_invoke(mg_state *sub, const mg_call *c, mg_stage *stage);
 
 /*************************************************************************
  * Outcomes                                                              *
@@ -69,14 +87,17 @@ typedef struct {
     mg_blob value;      /* the result, or the excinfo of its error */
     int ok;             /* 1: value is the result; 0: an excinfo */
     int fatal;          /* the error was SystemExit or KeyboardInterrupt */
+    mg_stage stage;     /* where it failed (MG_STAGE_NONE when ok) */
 } mg_outcome;
 
 void mg_outcome_init(mg_outcome *o);
 /* In the target: encode `result` (a reference it steals), or, when it is NULL
  * or cannot be encoded, the exception being raised, as the tuple built by
- * multigil._remote.capture() (the exception is cleared).  Never fails: a
- * description that cannot be built falls back to plain strings. */
-void mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o);
+ * multigil._remote.capture() (the exception is cleared).  `stage` is where a
+ * NULL result failed; a result that cannot be encoded is MG_STAGE_RESULT.
+ * Never fails: a description that cannot be built falls back to plain
+ * strings. */
+void mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o);
 /* In the caller: the value (result or excinfo), rebuilt; the blob is
  * cleared, `ok` and `fatal` stay. */
 PyObject *mg_outcome_take(mg_state *st, mg_outcome *o);

@@ -83,7 +83,7 @@ call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
     if (mg_call_decode(sub, in, &c) < 0) {
         return NULL;
     }
-    PyObject *result = mg_call_invoke(sub, &c);
+    PyObject *result = mg_call_invoke(sub, &c, NULL);
     mg_call_clear(&c);
     return result;
 }

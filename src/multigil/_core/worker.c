@@ -6,7 +6,7 @@
  *                                                  │
  *   on_start(task_id) ◄─── (worker thread attaches to main) ◄┘
  *                                                  │ run fn(*args)
- *   on_done(task_id, ok, value) ◄── encode result ─┘
+ *   on_done(task_id, ok, value, stage) ◄─ encode result ─┘
  *
  * A worker is one OS thread that enters its interpreter once and stays there,
  * taking tasks from a native queue shared by all workers of a pool.  It
@@ -141,12 +141,15 @@ notify_done(WorkerObject *self, mg_state *st, long long task_id, mg_outcome *out
     if (value == NULL) {
         /* ok=None tells the pool that the value is the error met here */
         PyObject *exc = PyErr_GetRaisedException();
-        res = PyObject_CallFunction(self->on_done, "LOO", task_id, Py_None, exc);
+        res = PyObject_CallFunction(self->on_done, "LOOs", task_id, Py_None, exc,
+                                    mg_stage_name(MG_STAGE_RESULT));
         Py_XDECREF(exc);
     }
     else {
-        res = PyObject_CallFunction(self->on_done, "LOO", task_id,
-                                    out->ok ? Py_True : Py_False, value);
+        /* "z": the stage is None when the task succeeded */
+        res = PyObject_CallFunction(self->on_done, "LOOz", task_id,
+                                    out->ok ? Py_True : Py_False, value,
+                                    mg_stage_name(out->stage));
         Py_DECREF(value);
     }
     if (res == NULL) {
@@ -259,13 +262,16 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         mg_call task;
         int rc = mg_call_decode(sub, blob, &task);
         mg_blob_free(blob);
-        if (rc < 0) {
-            /* Not built by submit_task (or no memory): report it, skip it.
+        if (rc < 0 && task.task_id <= 0) {
+            /* Names no task (not built by submit_task): report it, skip it.
              * Not as self->queue's: that belongs to the caller's interpreter. */
             PyErr_WriteUnraisable(NULL);
             continue;
         }
         long long task_id = task.task_id;
+        /* A task whose arguments could not be rebuilt fails with that error,
+         * kept (an object of this interpreter) while we report to main. */
+        PyObject *payload_error = rc < 0 ? PyErr_GetRaisedException() : NULL;
 
         /* Current from before its future turns RUNNING in on_start: whoever
          * sees it running can interrupt it, even before it has started. */
@@ -275,16 +281,24 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         PyThreadState_Swap(worker_ts);
         if (!go) {
             task_over(self);
+            Py_XDECREF(payload_error);
             mg_call_clear(&task);
             continue;
         }
 
-        PyObject *result = mg_call_invoke(sub, &task);
+        PyObject *result = NULL;
+        mg_stage stage = MG_STAGE_ARGUMENTS;
+        if (payload_error != NULL) {
+            PyErr_SetRaisedException(payload_error);
+        }
+        else {
+            result = mg_call_invoke(sub, &task, &stage);
+        }
         /* Over before its result is encoded: no interrupt may hit that. */
         task_over(self);
         mg_outcome out;
         mg_outcome_init(&out);
-        mg_outcome_set(sub, result, &out);
+        mg_outcome_set(sub, result, stage, &out);
         mg_call_clear(&task);
 
         worker_ts = PyThreadState_Swap(s.saved);
@@ -357,7 +371,10 @@ PyDoc_STRVAR(Worker__doc__,
 "One executor worker: `run()` (in a dedicated thread) takes tasks built by\n"
 "submit_task() from `queue` and runs them in interpreter `interp_id`.\n"
 "on_start(task_id) -> bool is called in the main interpreter before a task\n"
-"runs (False skips it; None: always run); on_done(task_id, ok, value) after.");
+"runs (False skips it; None: always run); on_done(task_id, ok, value, stage)\n"
+"after: ok True and the result, stage None; ok False and the excinfo of the\n"
+"error, stage 'function', 'arguments', 'call' or 'result' (where it failed);\n"
+"ok None and the error met rebuilding the result here, stage 'result'.");
 
 static PyType_Slot Worker_slots[] = {
     {Py_tp_doc, (void *)Worker__doc__},
@@ -384,7 +401,8 @@ static PyType_Spec Worker_spec = {
 PyDoc_STRVAR(submit_task__doc__,
 "submit_task($module, queue, task_id, fn, args, kwargs, chunked, /)\n--\n\n"
 "Encode a task and put it on a worker queue.  A chunked task applies fn to\n"
-"each argument tuple of the list `args` and returns (results, excinfo|None).");
+"each argument tuple of the list `args` and returns (results, excinfo|None).\n"
+"Returns whether some of the arguments were pickled.");
 
 static PyObject *
 core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -422,6 +440,8 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (rc < 0) {
         return NULL;
     }
+    /* A table blob: some arguments were pickled (blob.h). */
+    int pickled = blob.size > 0 && (unsigned char)blob.data[0] == MG_T_TABLE;
     mg_blob *heap = mg_blob_move_to_heap(&blob);
     if (heap == NULL) {
         mg_blob_clear(&blob);
@@ -432,7 +452,7 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         mg_blob_free(heap);
         return mg_queue_raise(st, q, MG_QUEUE_PUT, status);
     }
-    Py_RETURN_NONE;
+    return PyBool_FromLong(pickled);
 }
 
 static PyMethodDef worker_functions[] = {

@@ -41,6 +41,21 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     # interrupted); False if it was not running any more.  Called without the
     # future's condition held.
     _stop: Callable[[InterpreterFuture], bool] | None = None
+    # Set by the pool before it completes a failed future: see `stage`.
+    _mg_stage: str | None = None
+
+    @property
+    def stage(self) -> str | None:
+        """Where the task failed, once its future holds the error.
+
+        ``'function'``: the function could not be rebuilt in the worker (or
+        sent there), its module's import included; ``'arguments'``: the
+        arguments could not be.  In both cases nothing of the task ran.
+        ``'call'``: the task ran and raised.  ``'result'``: it ran, and its
+        result could not be sent back.  None while it is pending or running,
+        and when it succeeded or was cancelled.
+        """
+        return self._mg_stage
 
     def cancel(self, *, interrupt: bool = False) -> bool:
         """Cancel the task.
@@ -101,15 +116,19 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         self._mg_complete(exc=exc)
         return True
 
-    def _mg_complete(self, result: Any = None, exc: BaseException | None = None) -> None:
-        """Record the worker's outcome; dropped if the task was stopped meanwhile."""
+    def _mg_complete(self, result: Any = None, exc: BaseException | None = None,
+                     stage: str | None = None) -> None:
+        """Record the worker's outcome (a failure: where it failed, `stage`);
+        dropped if the task was stopped meanwhile."""
         try:
             if exc is None:
                 self.set_result(result)
             else:
+                self._mg_stage = stage  # before the waiters wake
                 self.set_exception(exc)
         except InvalidStateError:
-            pass  # cancelled or timed out while it ran: the outcome is not wanted
+            # Cancelled or timed out while it ran: the outcome is not wanted.
+            self._mg_stage = None
 
     def _mg_finish_stopped(self, exc: BaseException | None = None) -> bool:
         """RUNNING -> cancelled, or failed with `exc` (a timeout).

@@ -43,12 +43,17 @@ from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from .. import _core, interpreters
-from .._errors import InterpreterError, QueueClosed, exception_from
+from .. import _core, _remote, interpreters
+from .._errors import InterpreterError, NotShareableError, QueueClosed, exception_from
 from . import _watchdog
 from ._future import InterpreterFuture
 
-__all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers"]
+__all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers", "STAGES", "NOT_STARTED"]
+
+#: Where a task can fail (``_Task.stage``, ``InterpreterFuture.stage``), in order.
+STAGES = ("function", "arguments", "call", "result")
+#: The stages at which a task fails before any of its own code ran.
+NOT_STARTED = frozenset({"function", "arguments"})
 
 # Where the stdlib executors log a failed initializer.
 LOGGER = logging.getLogger("concurrent.futures")
@@ -77,7 +82,7 @@ class _Task:
     outcome reaches the future.  Only the pool reads and writes it."""
 
     __slots__ = ("tid", "future", "timeout", "chunk", "worker", "deadline", "stop",
-                 "started", "ended")
+                 "started", "ended", "pickled", "stage")
 
     def __init__(self, tid: int, future: InterpreterFuture, timeout: float | None,
                  chunk: int) -> None:
@@ -90,6 +95,10 @@ class _Task:
         self.stop: str | None = None     # why the pool stopped it while it ran: 'cancel' | 'timeout'
         self.started = 0.0               # map chunks: perf_counter() when it started, ended
         self.ended = 0.0
+        self.pickled = False             # some arguments were pickled (may fail to rebuild)
+        # Where it failed, once its outcome came (one of STAGES; None: it did
+        # not).  'function' and 'arguments' (NOT_STARTED): none of its code ran.
+        self.stage: str | None = None
 
     def timeout_error(self) -> TimeoutError:
         return TimeoutError(f"the task ran longer than its timeout ({self.timeout} s) "
@@ -101,27 +110,47 @@ def _interrupted() -> CancelledError:
     return CancelledError("the task was interrupted while it ran")
 
 
-def _complete(task: _Task, ok: bool | None, value: Any) -> None:
+def _complete(task: _Task, ok: bool | None, value: Any, stage: str | None) -> None:
     """Give the future what the worker sent: ``ok`` True and the result (a map
-    chunk: ``(results, excinfo or None)``), False and the excinfo of what the
-    task raised, or None and the error met rebuilding the result here."""
+    chunk: ``(results, excinfo or None)``), False and the excinfo of the error
+    met at `stage`, or None and the error met rebuilding the result here."""
+    task.stage = stage
     fut = task.future
     if task.stop is not None:
         return  # stopped while it ran: its future is complete already
     if task.chunk:
         task.ended = time.perf_counter()
-        if ok is True:
-            results, raw = value
-            fut._mg_complete((results, None if raw is None else
-                              exception_from(raw, cancelled=_interrupted())))
-            return
-    elif ok is True:
+    if ok is not True:
+        fut._mg_complete(exc=_failure(ok, value, stage), stage=stage)
+    elif task.chunk:
+        results, raw = value
+        fut._mg_complete((results, None if raw is None else
+                          exception_from(raw, cancelled=_interrupted())))
+    else:
         fut._mg_complete(value)
-        return
-    if ok is False:
-        fut._mg_complete(exc=exception_from(value, cancelled=_interrupted()))
-    else:  # the result could not be rebuilt here: value is that error
-        fut._mg_complete(exc=value)
+
+
+def _failure(ok: bool | None, value: Any, stage: str | None) -> BaseException:
+    """The exception of a task that failed at `stage` (see _complete)."""
+    if ok is None:
+        return _not_shareable("result not shareable: the task's result could not be rebuilt "
+                              "in the main interpreter", value)
+    exc = exception_from(value, cancelled=_interrupted())
+    if stage == "arguments":
+        return _not_shareable("args not shareable: the task's arguments could not be "
+                              "rebuilt in the worker interpreter", exc)
+    if stage == "result":
+        return _not_shareable("result not shareable: the task's result could not be sent "
+                              "back from the worker interpreter", exc)
+    return exc  # 'function' (an ImportError says it best) or 'call'
+
+
+def _not_shareable(what: str, cause: BaseException) -> NotShareableError:
+    first = str(cause).partition("\n")[0]
+    err = NotShareableError(f"{what}: {type(cause).__name__}: {first}" if first else
+                            f"{what}: {type(cause).__name__}")
+    err.__cause__ = cause
+    return err
 
 
 class _Slot:
@@ -178,14 +207,14 @@ class _Slot:
         pool.pending.pop(tid, None)
         return False
 
-    def on_done(self, tid: int, ok: bool | None, value: Any) -> None:
+    def on_done(self, tid: int, ok: bool | None, value: Any, stage: str | None) -> None:
         task = self.pool.pending.pop(tid, None)
         if task is None:
             return
         if task.deadline is not None:
             task.deadline.cancel()
         try:
-            _complete(task, ok, value)
+            _complete(task, ok, value, stage)
         except BaseException as exc:  # never leave a future unfinished
             task.future._mg_complete(exc=exc)
 
@@ -287,7 +316,7 @@ class _Pool:
             task = _Task(tid, fut, timeout, chunk)
             self.pending[tid] = task
             try:
-                _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
+                task.pickled = _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
             except QueueClosed:  # pragma: no cover - closed only under self.lock
                 del self.pending[tid]
                 raise RuntimeError("cannot schedule new futures after shutdown") from None
@@ -295,8 +324,9 @@ class _Pool:
                 # The function or an argument cannot cross: this task fails,
                 # the pool goes on.
                 del self.pending[tid]
+                task.stage = "arguments" if _remote.function_crosses(fn) else "function"
                 fut._mg_start()
-                fut._mg_complete(exc=exc)
+                fut._mg_complete(exc=exc, stage=task.stage)
                 return task
             except BaseException:
                 del self.pending[tid]
