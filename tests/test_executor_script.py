@@ -162,3 +162,68 @@ if __name__ == "__main__":
     assert "lock" in out["result"]["message"]
     assert out["result_here"]["cause"] == "ValueError"
     assert out["after"] == 7
+
+
+def test_map_fails_at_the_item_that_cannot_be_rebuilt(tmp_path: Path) -> None:
+    # One bad item among many, in one chunk or several, ordered or not, with
+    # and without buffersize, in map and amap: the items before it give their
+    # results, the map raises at it (stdlib semantics), and nothing hangs.
+    proc = run_script(tmp_path, DESCRIBE + """
+import asyncio
+import threading
+import numpy as np
+from multigil import InterpreterPoolExecutor
+
+class Unloadable:
+    def __reduce__(self):
+        return (int, ("x",))
+
+def ident(x):
+    return x if isinstance(x, int) else -1
+
+def collect(it):
+    got = []
+    try:
+        for r in it:
+            got.append(r)
+    except Exception as exc:
+        return got, type(exc).__name__, str(exc).partition("\\n")[0]
+    return got, None, None
+
+async def acollect(ait):
+    got = []
+    try:
+        async for r in ait:
+            got.append(r)
+    except Exception as exc:
+        return got, type(exc).__name__, str(exc).partition("\\n")[0]
+    return got, None, None
+
+if __name__ == "__main__":
+    out = {}
+    with InterpreterPoolExecutor(2) as pool:
+        for bad_name, bad in [("unloadable", Unloadable()), ("array", np.arange(3)),
+                              ("lock", threading.Lock())]:
+            items = list(range(10)) + [bad] + list(range(10, 20))
+            for chunksize in (None, 1, 100):
+                key = f"{bad_name}-map-{chunksize}"
+                out[key] = collect(pool.map(ident, items, chunksize=chunksize))
+            out[f"{bad_name}-buffered"] = collect(pool.map(ident, iter(items), buffersize=8))
+            unordered = collect(pool.map(ident, items, ordered=False))
+            out[f"{bad_name}-unordered"] = [sorted(unordered[0]), unordered[1], unordered[2]]
+            out[f"{bad_name}-amap"] = asyncio.run(acollect(pool.amap(ident, items)))
+        out["after"] = list(pool.map(ident, range(5)))
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    for bad in ("unloadable", "array", "lock"):
+        for how in ("map-None", "map-1", "map-100", "buffered", "amap"):
+            got, exc_type, message = out[f"{bad}-{how}"]
+            assert got == list(range(10)), (bad, how, got)
+            assert exc_type == "NotShareableError", (bad, how, message)
+            if bad != "lock":   # the lock fails in the sender, with its own message
+                assert message.startswith("args not shareable"), message
+        got, exc_type, _ = out[f"{bad}-unordered"]
+        assert exc_type == "NotShareableError"
+        assert set(got) <= set(range(20))
+    assert out["after"] == [0, 1, 2, 3, 4]

@@ -31,8 +31,6 @@ from concurrent.futures import CancelledError
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .._remote import pickle_function
-
 if TYPE_CHECKING:
     from ._future import InterpreterFuture
     from ._pool import _Pool, _Task
@@ -103,6 +101,9 @@ class MapRun:
         self.workers = pool.max_workers
         # submitted chunks not yet consumed, in submission order
         self.live: dict[InterpreterFuture, _Task] = {}
+        # the items of live chunks whose arguments were pickled, which the
+        # worker may fail to rebuild: then they are sent again one by one
+        self.kept: dict[InterpreterFuture, list[tuple[Any, ...]]] = {}
         self.inflight = 0            # items in self.live
         self.source: Iterator[tuple[Any, ...]] | None = None  # lazy mode input
         self.buffersize = buffersize
@@ -147,25 +148,37 @@ class MapRun:
     def _send(self, chunk: list[tuple[Any, ...]]) -> bool:
         """Submit one chunk; False if no more should be sent (fn unsendable)."""
         task = self._submit(chunk)
-        fut = task.future
-        if task.worker is None and fut.done() and fut.exception() is not None:
+        if task.stage is not None:
             # The chunk could not be encoded: if the function itself cannot
             # cross, this error is the map's; else find the item at fault.
-            try:
-                pickle_function(self.fn)
-            except Exception:
+            if task.stage == "function":
                 return False
-            del self.live[fut]
+            del self.live[task.future]
+            self.kept.pop(task.future, None)
             self.inflight -= len(chunk)
-            for item in chunk:
-                self._submit([item])
+            self._split(chunk, front=False)
         return True
+
+    def _split(self, chunk: list[tuple[Any, ...]], front: bool) -> None:
+        """Send the items of a chunk whose arguments could not cross one by
+        one, at the end of the live chunks or (`front`) at their head: those
+        before the item at fault give their results, and it fails alone, as
+        in the stdlib's map.  None of them had run."""
+        rest = self.live
+        if front:
+            self.live = {}
+        for item in chunk:
+            self._submit([item])
+        if front:
+            self.live.update(rest)
 
     def _submit(self, chunk: list[tuple[Any, ...]]) -> _Task:
         task = self.pool.submit(self.fn, chunk, None, chunk=len(chunk))
         fut = task.future
         self.live[fut] = task
         self.inflight += len(chunk)
+        if task.pickled and len(chunk) > 1:
+            self.kept[fut] = chunk  # in case the worker cannot rebuild them: _split
         if self.bar is not None:
             fut.add_done_callback(partial(self._advance_bar, len(chunk)))
         if self.notify is not None:
@@ -174,8 +187,9 @@ class MapRun:
 
     def _advance_bar(self, items: int, fut: InterpreterFuture) -> None:
         bar = self.bar
-        if bar is not None and not fut.cancelled():
-            bar.update(items)
+        if bar is None or fut.cancelled() or (items > 1 and fut.stage == "arguments"):
+            return  # a chunk sent again item by item counts then
+        bar.update(items)
 
     def _next_size(self) -> int:
         if self.fixed:
@@ -214,14 +228,20 @@ class MapRun:
         """Take a finished chunk out and return its results; the error that
         ended it, if any, is for :meth:`raise_error` to raise after them."""
         task = self.live.pop(fut)
+        kept = self.kept.pop(fut, None)
         self.inflight -= task.chunk
         results: list[Any]
+        if kept is not None and fut.stage == "arguments":
+            # The worker could not rebuild the chunk's arguments (none of it ran).
+            self._split(kept, front=True)
+            return []
         try:
             results, self.error = fut.result(0)
         except BaseException as exc:  # cancelled, or the whole chunk failed
             results, self.error = [], exc
         if self.source is not None:
-            self._measure(task)
+            if task.stage is None:
+                self._measure(task)
             self._refill()
         return results
 
@@ -244,6 +264,7 @@ class MapRun:
         """Cancel what was not consumed (interrupt: running chunks too)."""
         self.source = None
         live, self.live = self.live, {}
+        self.kept = {}
         for fut in live:
             fut.cancel(interrupt=interrupt)
         self.inflight = 0
