@@ -32,6 +32,18 @@ class UnpicklableError(Exception):
         raise TypeError("UnpicklableError cannot be pickled")
 
 
+class Maker:
+    """A module-level class: its class and static methods cross by reference."""
+
+    @classmethod
+    def make(cls, x: Any) -> list[Any]:
+        return ["made", x]
+
+    @staticmethod
+    def twice(x: Any) -> Any:
+        return x * 2
+
+
 def noop() -> None:
     return None
 

@@ -5,6 +5,15 @@ script is ``__main__`` there), each with a timeout.
 * failures on the worker side (an argument, the function or a result that
   cannot be rebuilt) complete their future at once, say at which stage the
   task failed, and leave the pool working;
+* functions of ``__main__`` (and lambdas, closures, classes of the script) run
+  in the worker's own ``__main__``: they see what the initializer,
+  ``shared=`` or an earlier task bound there; the main interpreter's globals
+  never change; the script is never run again;
+* they are sent once (by content) and kept rebuilt in each worker, big
+  globals included, and every importable callable crosses by reference;
+* their tracebacks show the script's file, line and source;
+* inside a worker, ``threading.current_thread()`` has the worker's name, and
+  nothing is printed at shutdown.
 """
 
 from __future__ import annotations
@@ -227,3 +236,274 @@ if __name__ == "__main__":
         assert exc_type == "NotShareableError"
         assert set(got) <= set(range(20))
     assert out["after"] == [0, 1, 2, 3, 4]
+
+
+# --------------------------------------------- functions of __main__ --
+
+def test_main_functions_see_the_workers_main(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, """
+import json, os
+from multigil import InterpreterPoolExecutor, interpreters
+
+with open("runs.txt", "a") as f:     # top-level code: must run once, here only
+    f.write("run\\n")
+
+CONFIG = "from the script"
+PREFIX = "p"
+
+def init(value):
+    global CONFIG
+    CONFIG = value
+
+def read_config():
+    return CONFIG
+
+def read_shared():
+    return PREFIX + SHARED          # SHARED is not a global of the script at all
+
+def remember(value):
+    global EARLIER
+    EARLIER = value
+
+def recall():
+    return EARLIER
+
+if __name__ == "__main__":
+    out = {}
+    with InterpreterPoolExecutor(1, initializer=init, initargs=("from the initializer",),
+                                 shared={"SHARED": "-shared", "PREFIX": "worker-"}) as pool:
+        out["function"] = pool.submit(read_config).result(60)
+        out["lambda"] = pool.submit(lambda: CONFIG).result(60)
+        out["shared"] = pool.submit(read_shared).result(60)
+        out["shared_lambda"] = pool.submit(lambda: SHARED).result(60)
+        out["map"] = list(pool.map(lambda i: f"{CONFIG}/{i}", range(3)))
+        pool.submit(remember, 42).result(60)
+        out["earlier"] = pool.submit(recall).result(60)
+        out["earlier_lambda"] = pool.submit(lambda: EARLIER).result(60)
+    with InterpreterPoolExecutor(1, initializer="CONFIG = 'from a string'") as pool:
+        out["init_string"] = pool.submit(read_config).result(60)
+    with interpreters.create() as interp:
+        interp.prepare_main(CONFIG="prepared")
+        out["call"] = interp.call(read_config)
+        interp.exec("PREFIX = 'exec-'; SHARED = 'x'")
+        out["call_exec"] = interp.call(read_shared)
+    out["main_config"] = CONFIG
+    out["main_has_earlier"] = "EARLIER" in globals()
+    out["main_prefix"] = PREFIX
+    out["runs"] = open("runs.txt").read().count("run")
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    assert out == {
+        "function": "from the initializer", "lambda": "from the initializer",
+        "shared": "worker--shared", "shared_lambda": "-shared",
+        "map": ["from the initializer/0", "from the initializer/1", "from the initializer/2"],
+        "earlier": 42, "earlier_lambda": 42, "init_string": "from a string",
+        "call": "prepared", "call_exec": "exec-x",
+        "main_config": "from the script", "main_has_earlier": False, "main_prefix": "p",
+        "runs": 1,
+    }
+
+
+def test_recursion_closures_and_classes_of_main(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, """
+import json
+from multigil import InterpreterPoolExecutor
+
+SCALE = 10
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def is_even(n):
+    return True if n == 0 else is_odd(n - 1)
+
+def is_odd(n):
+    return False if n == 0 else is_even(n - 1)
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def scaled(self):
+        return Point(self.x * SCALE, self.y * SCALE)
+    @classmethod
+    def origin(cls):
+        return cls(0, 0)
+
+def scale(p):
+    return p.scaled(), isinstance(p, Point)
+
+def set_scale(value):
+    global SCALE
+    SCALE = value
+
+def make_counter(start):
+    count = start
+    def bump(step):
+        nonlocal count
+        count += step
+        return count
+    return bump
+
+def main():
+    out = {}
+    with InterpreterPoolExecutor(1, initializer=set_scale, initargs=(3,)) as pool:
+        out["fib"] = pool.submit(fib, 20).result(60)
+        out["even"] = pool.submit(is_even, 11).result(60)
+        p, same_class = pool.submit(scale, Point(1, 2)).result(60)
+        out["point"] = [type(p) is Point, same_class, p.x, p.y]
+        origin = pool.submit(Point.origin).result(60)
+        out["origin"] = [type(origin) is Point, origin.x]
+        offset = 100
+        out["closure"] = pool.submit(lambda x: x + offset, 1).result(60)
+        offset = 200                       # a closure's new contents are sent
+        out["closure_after"] = pool.submit(lambda x: x + offset, 1).result(60)
+        adders = [(lambda k: lambda x: x + k)(k) for k in range(4)]
+        out["adders"] = [pool.submit(a, 10).result(60) for a in adders]
+        out["counter"] = pool.submit(make_counter(5), 2).result(60)
+    print(json.dumps(out))
+
+if __name__ == "__main__":
+    main()
+""")
+    out = report(proc)
+    assert out == {"fib": 6765, "even": False, "point": [True, True, 3, 6],
+                   "origin": [True, 0], "closure": 101, "closure_after": 201,
+                   "adders": [10, 11, 12, 13], "counter": 7}
+
+
+def test_main_functions_are_sent_once_and_kept_in_each_worker(tmp_path: Path) -> None:
+    # A global that counts how often it is pickled (in the script) and
+    # unpickled (in the worker): the functions that use it go once each way,
+    # whatever the number of tasks; a big global costs no more.
+    proc = run_script(tmp_path, """
+import json
+from multigil import InterpreterPoolExecutor
+
+PICKLED = 0
+
+def unpickled():
+    import __main__
+    __main__.UNPICKLED = getattr(__main__, "UNPICKLED", 0) + 1
+    return Tracker()
+
+class Tracker:
+    def __reduce__(self):
+        global PICKLED
+        PICKLED += 1
+        return (unpickled, ())
+
+TRACKER = Tracker()
+BIG = {i: str(i) for i in range(200_000)}
+
+def task(i):
+    TRACKER
+    import __main__
+    return __main__.UNPICKLED, len(BIG) + i
+
+if __name__ == "__main__":
+    out = {}
+    with InterpreterPoolExecutor(1) as pool:
+        out["submit"] = [pool.submit(task, i).result(60) for i in range(30)][-1]
+        out["pickled_submit"] = PICKLED
+        out["map"] = list(pool.map(task, range(100), chunksize=1))[-1]
+        # a new lambda object each time, same content: still sent once
+        out["lambdas"] = [pool.submit(lambda: (TRACKER, 1)[1]).result(60) for _ in range(20)]
+        out["pickled"] = PICKLED
+        out["unpickled"] = pool.submit(lambda: UNPICKLED).result(60)
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    assert out["submit"] == [1, 200_029]
+    assert out["pickled_submit"] == 1
+    assert out["map"] == [1, 200_099]
+    assert out["lambdas"] == [1] * 20
+    assert out["pickled"] == 2          # task, and the lambda
+    assert out["unpickled"] == 2
+
+
+def test_tracebacks_of_main_functions_show_the_script(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, """
+import json
+from multigil import InterpreterPoolExecutor
+
+def inner(x):
+    return 1 / x                       # the failing line
+
+def outer(x):
+    return inner(x) + 1
+
+if __name__ == "__main__":
+    out = {}
+    with InterpreterPoolExecutor(1) as pool:
+        for name, run in [("submit", lambda: pool.submit(outer, 0).result(60)),
+                          ("map", lambda: list(pool.map(outer, [1, 0, 2]))),
+                          ("lambda", lambda: pool.submit(lambda x: 1 // x, 0).result(60))]:
+            try:
+                run()
+            except ZeroDivisionError as exc:
+                out[name] = exc.__cause__.excinfo.errdisplay
+    print(json.dumps(out))
+""", name="tb_script.py")
+    out = report(proc)
+    script = str(tmp_path / "tb_script.py")
+    for name in ("submit", "map"):
+        tb = out[name]
+        assert f'File "{script}", line 9, in outer' in tb, tb
+        assert "return inner(x) + 1" in tb
+        assert f'File "{script}", line 6, in inner' in tb
+        assert "return 1 / x                       # the failing line" in tb
+        assert "<dynamic-code>" not in tb
+    assert f'File "{script}", line 16, in <lambda>' in out["lambda"], out["lambda"]
+    assert "pool.submit(lambda x: 1 // x, 0)" in out["lambda"]
+
+
+# ------------------------------------------- callables by reference --
+
+def test_importable_callables_cross_by_reference_and_are_kept(tmp_path: Path) -> None:
+    # Functions, builtins, classes, methods of module-level classes and
+    # functools.partial of those travel as references (no cloudpickle), under
+    # one token however often they are sent -- also a partial or a class
+    # method made anew each time -- and each worker rebuilds them once.
+    proc = run_script(tmp_path, """
+import functools, json, operator
+import executor_tasks as tasks
+from multigil import InterpreterPoolExecutor, _pickler
+
+tokens = iter(range(1000, 2000))
+
+def ref(fn):
+    by_object, token, payload = _pickler.function_ref(fn, next(tokens))
+    return by_object, token, bytes(payload)
+
+def crossing(make):
+    # A callable kept by object is never asked for again; one kept by
+    # content comes back under its first token.
+    first, second = ref(make()), ref(make())
+    return {"by_reference": b"cloudpickle" not in first[2] and b"_pickler" not in first[2],
+            "same_token": first[0] or first[1] == second[1]}
+
+if __name__ == "__main__":
+    out = {}
+    cases = {
+        "function": lambda: tasks.square, "builtin": lambda: abs, "class": lambda: dict,
+        "method_descriptor": lambda: str.upper, "classmethod": lambda: tasks.Maker.make,
+        "staticmethod": lambda: tasks.Maker.twice, "operator": lambda: operator.add,
+        "partial": lambda: functools.partial(tasks.add, 1),
+        "partial_kw": lambda: functools.partial(tasks.kw, 1, b=2),
+    }
+    for name, make in cases.items():
+        out[name] = crossing(make)
+    with InterpreterPoolExecutor(1) as pool:
+        out["results"] = [
+            pool.submit(str.upper, "a").result(60), pool.submit(tasks.Maker.make, 2).result(60),
+            pool.submit(functools.partial(tasks.add, 1), 2).result(60),
+            pool.submit(dict, a=1).result(60), list(pool.map(functools.partial(tasks.kw, 1, b=2), [])),
+            pool.submit(tasks.Maker.twice, 4).result(60)]
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    results = out.pop("results")
+    assert results == ["A", ["made", 2], 3, {"a": 1}, [], 8]
+    for name, got in out.items():
+        assert got == {"by_reference": True, "same_token": True}, name

@@ -1,96 +1,27 @@
-"""What runs on the far side of a call: pickling functions, describing exceptions.
+"""What the C core calls on either side of a call: how a callable crosses
+(:func:`function_ref`, from :mod:`multigil._pickler`), describing exceptions
+(:func:`capture`), running a map chunk (:func:`run_chunk`).
 
 An exception described by :func:`capture` is rebuilt on the near side by
 ``multigil._errors.exception_from``.
 
 This module is imported in every interpreter that multigil uses, on first
-need, so it imports only the standard library (and cloudpickle, lazily).
+need, so it imports only the standard library.
 """
 
 from __future__ import annotations
-
-import sys
 
 # _pickle, not pickle: the pure-Python pickle module pulls in re, struct and
 # more, and every worker imports this module on its first task.
 import _pickle
 
+from ._pickler import function_ref
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-ModuleType = type(sys)
-
-__all__ = ["pickle_function", "function_crosses", "capture", "run_chunk"]
-
-
-def _importable_by_name(fn: Any) -> bool:
-    """True if unpickling by name in another interpreter finds this very object."""
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        return False
-    if module == "__main__" or "<" in qualname:  # __main__, <lambda>, <locals>
-        return False
-    mod = sys.modules.get(module)
-    if mod is None or (module != "builtins" and getattr(mod, "__spec__", None) is None):
-        return False
-    obj: Any = mod
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return False
-    return obj is fn
-
-
-def _dumps_by_value(obj: Any) -> bytes:
-    try:
-        import cloudpickle
-    except ImportError:  # pragma: no cover - cloudpickle is a dependency
-        return _pickle.dumps(obj, 5)
-    data: bytes = cloudpickle.dumps(obj, protocol=5)  # cloudpickle is untyped
-    return data
-
-
-def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:
-    """Return ``(by_name, pickled)`` for a callable about to cross interpreters.
-
-    Functions importable by name travel as a reference and may be cached by the
-    receiver; lambdas, closures and functions of ``__main__`` travel by value
-    (cloudpickle), so the user's script is never re-run in a worker.
-    """
-    if not callable(fn):
-        raise TypeError(f"{type(fn).__name__!r} object is not callable")
-    # A method of a natively shared object (``queue.put``) crosses as the
-    # object and the method's name: the object itself is not picklable.
-    owner = getattr(fn, "__self__", None)
-    name = getattr(fn, "__name__", None)
-    if owner is not None and not isinstance(owner, ModuleType) and isinstance(name, str):
-        from . import _core
-
-        if _core.is_shareable(owner) and getattr(owner, name, None) == fn:
-            return False, (owner, name)
-    try:
-        if _importable_by_name(fn):
-            return True, _pickle.dumps(fn, 5)
-        return False, _dumps_by_value(fn)
-    except Exception as exc:
-        from ._errors import NotShareableError
-
-        raise NotShareableError(
-            f"cannot send the callable {fn!r} (of type {type(fn).__qualname__!r}) to "
-            f"another interpreter: {exc}. Use a module-level function or a picklable "
-            "callable."
-        ) from exc
-
-
-def function_crosses(fn: Any) -> bool:
-    """Whether ``fn`` can be sent to another interpreter."""
-    try:
-        pickle_function(fn)
-    except Exception:
-        return False
-    return True
+__all__ = ["function_ref", "capture", "run_chunk"]
 
 
 def capture(exc: BaseException) -> tuple[Any, ...]:

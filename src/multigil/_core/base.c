@@ -31,12 +31,14 @@ mg_state_clear(mg_state *st)
     for (int i = 0; i < MG_ERROR_COUNT; i++) {
         Py_CLEAR(st->errors[i]);
     }
+    st->fn_cache_bytes = 0;
 }
 
 void
 mg_state_drop_caches(mg_state *st)
 {
     Py_CLEAR(st->fn_by_token);
+    st->fn_cache_bytes = 0;
     Py_CLEAR(st->ref_by_fn);
 }
 

@@ -91,6 +91,7 @@ struct mg_state {
     PyObject *remote_module;            /* call.c: multigil._remote */
     /* function caches of the call path (call.c) */
     PyObject *fn_by_token;              /* dict: token of a function sent here -> function */
+    Py_ssize_t fn_cache_bytes;          /* the size of their pickles */
     PyObject *ref_by_fn;                /* dict: function sent from here -> (token, pickled) */
     mg_interp *interp;                  /* interp.c: this interpreter's registry entry */
 };

@@ -18,11 +18,35 @@ mg_remote(mg_state *st)
  * Functions crossing interpreters                                       *
  *************************************************************************/
 
-/* Both caches are cleared when they reach this size: a program that makes
+/* Both caches are cleared when they reach this size, and a receiver's when
+ * the pickles of what it keeps reach FN_CACHE_BYTES: a program that makes
  * functions without end must not grow without end. */
 #define FN_CACHE_MAX 4096
+#define FN_CACHE_BYTES ((Py_ssize_t)256 * 1024 * 1024)
 
-/* (fn_token, fn_pickled) for `fn`, from the cache or _remote.pickle_function. */
+/* Whether `fn`, kept by object with `guard` (its code, defaults and keyword
+ * defaults when it was sent: _pickler.function_ref), would still pickle to
+ * the same content: a function of __main__ without closure or attributes,
+ * whose globals are the receiver's business. */
+static int
+still_the_same(PyObject *fn, PyObject *guard)
+{
+    if (!PyFunction_Check(fn) || !PyTuple_Check(guard) || PyTuple_GET_SIZE(guard) != 3) {
+        return 0;
+    }
+    PyObject *defaults = PyFunction_GET_DEFAULTS(fn);
+    PyObject *kwdefaults = PyFunction_GET_KW_DEFAULTS(fn);
+    PyObject *attrs = ((PyFunctionObject *)fn)->func_dict;
+    return PyFunction_GET_CODE(fn) == PyTuple_GET_ITEM(guard, 0) &&
+           (defaults ? defaults : Py_None) == PyTuple_GET_ITEM(guard, 1) &&
+           (kwdefaults ? kwdefaults : Py_None) == PyTuple_GET_ITEM(guard, 2) &&
+           PyFunction_GET_CLOSURE(fn) == NULL &&
+           (attrs == NULL || PyDict_GET_SIZE(attrs) == 0);
+}
+
+/* (fn_token, fn_pickled) for `fn`: from the cache of callables kept by
+ * object, or from _remote.function_ref (multigil._pickler), which keeps the
+ * callables it sends by content itself. */
 static PyObject *
 function_ref(mg_state *st, PyObject *fn)
 {
@@ -30,36 +54,46 @@ function_ref(mg_state *st, PyObject *fn)
         return NULL;
     }
     PyObject *ref = PyDict_GetItemWithError(st->ref_by_fn, fn);
-    if (ref) {
-        return Py_NewRef(ref);
+    if (ref && (PyTuple_GET_SIZE(ref) == 2 || still_the_same(fn, PyTuple_GET_ITEM(ref, 2)))) {
+        return PyTuple_GetSlice(ref, 0, 2);
     }
     PyErr_Clear();   /* unhashable callables are simply not cached */
     PyObject *remote = mg_remote(st);
     if (remote == NULL) {
         return NULL;
     }
-    /* -> (cacheable, pickled) */
-    PyObject *res = PyObject_CallMethod(remote, "pickle_function", "O", fn);
+    /* -> (by_object, token, payload); the token offered is used if fn is new.
+     * by_object: True (by name), or a guard (kept while still_the_same). */
+    PyObject *res = PyObject_CallMethod(remote, "function_ref", "OL", fn,
+                                        (long long)mg_next_id());
     if (res == NULL) {
         return NULL;
     }
-    int cacheable = PyObject_IsTrue(PyTuple_GET_ITEM(res, 0));
-    if (cacheable < 0) {
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
         Py_DECREF(res);
+        PyErr_SetString(PyExc_SystemError, "_remote.function_ref() must return a 3-tuple");
         return NULL;
     }
-    PyObject *token = cacheable ? PyLong_FromLongLong(mg_next_id()) : PyLong_FromLong(0);
-    ref = token ? PyTuple_Pack(2, token, PyTuple_GET_ITEM(res, 1)) : NULL;
-    Py_XDECREF(token);
+    PyObject *by_object = PyTuple_GET_ITEM(res, 0);
+    ref = PyTuple_GetSlice(res, 1, 3);
+    PyObject *kept = NULL;
+    if (ref != NULL && by_object == Py_True) {
+        kept = Py_NewRef(ref);
+    }
+    else if (ref != NULL && PyTuple_Check(by_object)) {
+        kept = PyTuple_Pack(3, PyTuple_GET_ITEM(res, 1), PyTuple_GET_ITEM(res, 2), by_object);
+    }
     Py_DECREF(res);
-    if (ref && cacheable) {
+    if (kept != NULL) {
         if (PyDict_GET_SIZE(st->ref_by_fn) >= FN_CACHE_MAX) {
             PyDict_Clear(st->ref_by_fn);
         }
-        if (PyDict_SetItem(st->ref_by_fn, fn, ref) < 0) {
+        if (PyDict_SetItem(st->ref_by_fn, fn, kept) < 0) {
             PyErr_Clear();
         }
+        Py_DECREF(kept);
     }
+    PyErr_Clear();  /* a guard that could not be kept costs a call next time */
     return ref;
 }
 
@@ -81,16 +115,27 @@ function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
         }
     }
     if (PyTuple_Check(pickled) && PyTuple_GET_SIZE(pickled) == 2) {
-        /* (shared object, method name): see _remote.pickle_function */
+        /* (shared object, method name): see _pickler.function_ref */
         return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
     }
-    PyObject *fn = mg_pickle_loads(st, pickled);
+    PyObject *fn = mg_pickle_loads(st, pickled);    /* bytes, or a SharedBuffer */
     if (fn && cacheable) {
-        if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->fn_by_token);
+        /* What the kept functions hold is about what their pickles held. */
+        Py_ssize_t size = PyObject_Length(pickled);
+        if (size < 0) {
+            PyErr_Clear();
+            size = 0;
         }
-        if (PyDict_SetItem(st->fn_by_token, token, fn) < 0) {
-            Py_CLEAR(fn);
+        if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX ||
+            st->fn_cache_bytes + size > FN_CACHE_BYTES) {
+            PyDict_Clear(st->fn_by_token);
+            st->fn_cache_bytes = 0;
+        }
+        if (size <= FN_CACHE_BYTES) {
+            if (PyDict_SetItem(st->fn_by_token, token, fn) < 0) {
+                Py_CLEAR(fn);
+            }
+            st->fn_cache_bytes += size;
         }
     }
     return fn;

@@ -1,6 +1,6 @@
 /* pickle.c — pickle, the fallback for values that do not cross natively.
  *
- * Protocol 5, with cloudpickle where it is installed (it pickles lambdas,
+ * Protocol 5, with multigil._pickler.dumps (cloudpickle: it pickles lambdas,
  * closures and __main__ functions by value); out-of-band buffers of at least
  * MG_CHUNK_MIN bytes go into raw chunks (shm.h) that the receiver's unpickler
  * views in place, smaller ones are copied into the stream.  A value that
@@ -42,16 +42,11 @@ load_pickle(mg_state *st, int for_dumps)
         return -1;
     }
     if (for_dumps && st->pickle_dumps == NULL) {
-        /* cloudpickle pickles lambdas, closures and __main__ functions by value. */
-        st->pickle_dumps = import_attr("cloudpickle", "dumps");
+        /* cloudpickle, with functions of __main__ rebuilt in the receiver's
+         * __main__: lambdas, closures and __main__ functions travel by value. */
+        st->pickle_dumps = import_attr("multigil._pickler", "dumps");
         if (st->pickle_dumps == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-                return -1;
-            }
-            PyErr_Clear();
-            if ((st->pickle_dumps = import_attr("_pickle", "dumps")) == NULL) {
-                return -1;
-            }
+            return -1;
         }
     }
     return 0;

@@ -43,7 +43,7 @@ from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from .. import _core, _remote, interpreters
+from .. import _core, _pickler, interpreters
 from .._errors import InterpreterError, NotShareableError, QueueClosed, exception_from
 from . import _watchdog
 from ._future import InterpreterFuture
@@ -324,7 +324,7 @@ class _Pool:
                 # The function or an argument cannot cross: this task fails,
                 # the pool goes on.
                 del self.pending[tid]
-                task.stage = "arguments" if _remote.function_crosses(fn) else "function"
+                task.stage = "arguments" if _pickler.function_crosses(fn) else "function"
                 fut._mg_start()
                 fut._mg_complete(exc=exc, stage=task.stage)
                 return task
