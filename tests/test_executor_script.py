@@ -507,3 +507,41 @@ if __name__ == "__main__":
     assert results == ["A", ["made", 2], 3, {"a": 1}, [], 8]
     for name, got in out.items():
         assert got == {"by_reference": True, "same_token": True}, name
+
+
+# ------------------------------------------------ the worker thread --
+
+def test_worker_threads_are_named_and_exit_quietly(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, """
+import json, logging, threading
+from multigil import InterpreterPoolExecutor
+
+def who():
+    import logging, threading
+    logging.basicConfig(level=logging.INFO, format="%(threadName)s: %(message)s")
+    logging.getLogger("task").info("logged from a task")
+    t = threading.current_thread()
+    return t.name, isinstance(t, threading.Thread), t.is_alive(), t.ident == threading.get_ident()
+
+def main_side_name():
+    return threading.current_thread().name
+
+if __name__ == "__main__":
+    with InterpreterPoolExecutor(2, thread_name_prefix="worker") as pool:
+        got = [pool.submit(who).result(60) for _ in range(4)]
+        fut = pool.submit(who)
+        names = set()
+        fut.add_done_callback(lambda f: names.add(main_side_name()))
+        got.append(fut.result(60))
+    print(json.dumps({"got": got, "main_side": sorted(names)}))
+""")
+    out = report(proc)
+    assert out["got"], out
+    for name, is_thread, alive, same in out["got"]:
+        assert name in ("worker_0", "worker_1"), name
+        assert is_thread and alive and same
+    assert set(out["main_side"]) <= {"worker_0", "worker_1"}
+    assert "worker_0: logged from a task" in proc.stderr or \
+        "worker_1: logged from a task" in proc.stderr, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    assert "Dummy" not in proc.stderr, proc.stderr

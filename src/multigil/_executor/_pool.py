@@ -43,7 +43,7 @@ from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from .. import _core, _pickler, interpreters
+from .. import _core, _pickler, _remote, interpreters
 from .._errors import InterpreterError, NotShareableError, QueueClosed, exception_from
 from . import _watchdog
 from ._future import InterpreterFuture
@@ -242,6 +242,7 @@ class _Slot:
                         "A worker initializer failed, the interpreter pool is not "
                         f"usable anymore: {type(exc).__name__}: {exc}", exc)
                     return
+                interp.call(_remote.adopt_thread, threading.current_thread().name)
                 self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
                                            self.on_done, pool.max_tasks)
                 reason = self.worker.run()
@@ -260,6 +261,10 @@ class _Slot:
 
 
 def _close(interp: interpreters.Interpreter) -> None:
+    try:
+        interp.call(_remote.release_thread)
+    except Exception:  # noqa: S110 - an interpreter a task broke: closed all the same
+        pass
     try:
         interp.close()
     except InterpreterError as exc:
