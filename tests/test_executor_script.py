@@ -481,7 +481,7 @@ def crossing(make):
     # content comes back under its first token.
     first, second = ref(make()), ref(make())
     return {"by_reference": b"cloudpickle" not in first[2] and b"_pickler" not in first[2],
-            "same_token": first[0] or first[1] == second[1]}
+            "same_token": bool(first[0]) or first[1] == second[1]}
 
 if __name__ == "__main__":
     out = {}
@@ -507,6 +507,38 @@ if __name__ == "__main__":
     assert results == ["A", ["made", 2], 3, {"a": 1}, [], 8]
     for name, got in out.items():
         assert got == {"by_reference": True, "same_token": True}, name
+
+
+def test_callables_kept_by_content_are_sent_again_when_they_change(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, """
+import functools, json
+import executor_tasks as tasks
+from multigil import InterpreterPoolExecutor
+
+def scaled(x, factor=2):
+    return x * factor
+
+if __name__ == "__main__":
+    out = []
+    with InterpreterPoolExecutor(1) as pool:
+        out.append(pool.submit(scaled, 3).result(60))
+        scaled.__defaults__ = (10,)
+        out.append(pool.submit(scaled, 3).result(60))
+        scaled.__code__ = (lambda x, factor=2: -x * factor).__code__
+        out.append(pool.submit(scaled, 3).result(60))
+        p = functools.partial(tasks.kw, 1, b=2)
+        out.append(pool.submit(p).result(60))
+        p.keywords["c"] = 3
+        out.append(pool.submit(p).result(60))
+        p.keywords["b"] = 20
+        out.append(pool.submit(p).result(60))
+        q = functools.partial(tasks.identity, [1])
+        out.append(pool.submit(q).result(60))
+        q.args[0].append(2)
+        out.append(pool.submit(q).result(60))
+    print(json.dumps(out))
+""")
+    assert report(proc) == [6, 30, -30, [1, 2, 0], [1, 2, 3], [1, 20, 3], [1], [1, 2]]
 
 
 # ------------------------------------------------ the worker thread --

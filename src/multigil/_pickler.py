@@ -302,13 +302,30 @@ def _guard(fn: Any, by_name: bool = False) -> Any:
     """Whether the caller may keep the answer for this very object (the
     `by_object` of function_ref): True for a method of a class by name (a
     bound method never changes); for a function of __main__ whose content is
-    its code and defaults only, what tells that it still has them (``call.c``
-    checks it); else False."""
-    if type(fn) is MethodType:
+    its code and defaults only, or a partial by name of values that never
+    change, what tells that it still has them (``call.c`` checks it); else
+    False."""
+    tp = type(fn)
+    if tp is MethodType:
         return by_name
-    if (type(fn) is FunctionType and fn.__module__ == "__main__" and fn.__closure__ is None
+    if (tp is FunctionType and fn.__module__ == "__main__" and fn.__closure__ is None
             and not fn.__dict__):
         return (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+    functools = sys.modules.get("functools")
+    if (by_name and functools is not None and tp is functools.partial
+            and _constant((fn.args, *fn.keywords.values()))):
+        return (fn.func, fn.args, fn.keywords, tuple(fn.keywords.values()))
+    return False
+
+
+def _constant(value: Any) -> bool:
+    """Whether `value` is made of values that cannot change (numbers, strings,
+    bytes, None, and tuples and frozensets of those)."""
+    tp = type(value)
+    if tp in (int, float, complex, str, bytes, bool, type(None)):
+        return True
+    if tp is tuple or tp is frozenset:
+        return all(_constant(v) for v in value)
     return False
 
 

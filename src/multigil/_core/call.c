@@ -24,24 +24,56 @@ mg_remote(mg_state *st)
 #define FN_CACHE_MAX 4096
 #define FN_CACHE_BYTES ((Py_ssize_t)256 * 1024 * 1024)
 
-/* Whether `fn`, kept by object with `guard` (its code, defaults and keyword
- * defaults when it was sent: _pickler.function_ref), would still pickle to
- * the same content: a function of __main__ without closure or attributes,
- * whose globals are the receiver's business. */
+/* Whether `fn`, kept by object with `guard` (_pickler.function_ref), would
+ * still pickle to the same content:
+ *   (code, defaults, kwdefaults): a function of __main__ without closure or
+ *       attributes (its globals are the receiver's business) that has them;
+ *   (func, args, keywords, values of keywords): a functools.partial, of plain
+ *       values that never change, that still holds these very objects. */
 static int
 still_the_same(PyObject *fn, PyObject *guard)
 {
-    if (!PyFunction_Check(fn) || !PyTuple_Check(guard) || PyTuple_GET_SIZE(guard) != 3) {
+    if (!PyTuple_Check(guard)) {
         return 0;
     }
-    PyObject *defaults = PyFunction_GET_DEFAULTS(fn);
-    PyObject *kwdefaults = PyFunction_GET_KW_DEFAULTS(fn);
-    PyObject *attrs = ((PyFunctionObject *)fn)->func_dict;
-    return PyFunction_GET_CODE(fn) == PyTuple_GET_ITEM(guard, 0) &&
-           (defaults ? defaults : Py_None) == PyTuple_GET_ITEM(guard, 1) &&
-           (kwdefaults ? kwdefaults : Py_None) == PyTuple_GET_ITEM(guard, 2) &&
-           PyFunction_GET_CLOSURE(fn) == NULL &&
-           (attrs == NULL || PyDict_GET_SIZE(attrs) == 0);
+    PyObject *const *g = &PyTuple_GET_ITEM(guard, 0);
+    if (PyTuple_GET_SIZE(guard) == 3) {
+        if (!PyFunction_Check(fn)) {
+            return 0;
+        }
+        PyObject *defaults = PyFunction_GET_DEFAULTS(fn);
+        PyObject *kwdefaults = PyFunction_GET_KW_DEFAULTS(fn);
+        PyObject *attrs = ((PyFunctionObject *)fn)->func_dict;
+        return PyFunction_GET_CODE(fn) == g[0] && (defaults ? defaults : Py_None) == g[1] &&
+               (kwdefaults ? kwdefaults : Py_None) == g[2] &&
+               PyFunction_GET_CLOSURE(fn) == NULL &&
+               (attrs == NULL || PyDict_GET_SIZE(attrs) == 0);
+    }
+    if (PyTuple_GET_SIZE(guard) != 4 || !PyDict_Check(g[2]) || !PyTuple_Check(g[3])) {
+        return 0;
+    }
+    static const char *const names[] = {"func", "args", "keywords"};
+    int same = 1;
+    for (int i = 0; i < 3 && same; i++) {
+        PyObject *now = PyObject_GetAttrString(fn, names[i]);
+        if (now == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        same = now == g[i];
+        Py_DECREF(now);
+    }
+    if (!same || PyDict_GET_SIZE(g[2]) != PyTuple_GET_SIZE(g[3])) {
+        return 0;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(g[2], &pos, &key, &value)) {
+        if (value != PyTuple_GET_ITEM(g[3], i++)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* (fn_token, fn_pickled) for `fn`: from the cache of callables kept by
@@ -246,10 +278,11 @@ mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags)
 }
 
 int
-mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c)
+mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c, mg_stage *failed)
 {
     PyObject *items[W_SIZE], *other;
     call_init(c);
+    *failed = MG_STAGE_NONE;
     int rc = mg_decode_items(st, b, W_SIZE, items, &other);
     if (rc == 1) {
         PyErr_Format(PyExc_TypeError,
@@ -258,35 +291,44 @@ mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c)
         Py_DECREF(other);
         return -1;
     }
-    /* The items are rebuilt in order: the header came through if its last
-     * item did, whether or not the payload did.  Then it names the task. */
-    if (items[W_FN_PICKLED] != NULL) {
-        PyObject *payload_error = rc < 0 ? PyErr_GetRaisedException() : NULL;
-        long long task_id = 0;
-        if (header_check(items, 1) == 0) {
-            task_id = PyLong_AsLongLong(items[W_TASK_ID]);
-        }
-        if (PyErr_Occurred()) {
-            Py_XDECREF(payload_error);     /* a bad header: no task to name */
-            goto fail;
-        }
-        c->task_id = task_id;
-        if (payload_error != NULL) {
-            PyErr_SetRaisedException(payload_error);
-            goto fail;
-        }
-        if (payload_check(items) < 0) {
-            goto fail;
-        }
-        c->chunked = items[W_CHUNKED] == Py_True;
-        c->fn_token = items[W_FN_TOKEN];          /* the references move */
-        c->fn_pickled = items[W_FN_PICKLED];
-        c->args = items[W_ARGS];
-        c->kwargs = items[W_KWARGS];
-        Py_DECREF(items[W_TASK_ID]);
-        Py_DECREF(items[W_CHUNKED]);
-        return 0;
+    /* The items are rebuilt in order: once the task id and the chunked flag
+     * came through, the call names its task, whatever fails after them. */
+    long long task_id = -1;
+    if (items[W_CHUNKED] != NULL && PyLong_Check(items[W_TASK_ID]) &&
+        PyBool_Check(items[W_CHUNKED])) {
+        PyObject *error = PyErr_GetRaisedException();     /* NULL if rc == 0 */
+        task_id = PyLong_AsLongLong(items[W_TASK_ID]);
+        PyErr_Clear();
+        PyErr_SetRaisedException(error);
     }
+    if (task_id < 0) {
+        if (rc == 0 && header_check(items, 1) == 0) {
+            PyErr_SetString(PyExc_ValueError, "the task id of a call must be >= 0");
+        }
+        goto fail;
+    }
+    c->task_id = task_id;
+    if (rc < 0) {
+        /* the first item that did not come through is where it failed */
+        *failed = items[W_FN_PICKLED] == NULL ? MG_STAGE_FUNCTION : MG_STAGE_ARGUMENTS;
+        goto fail;
+    }
+    if (header_check(items, 1) < 0) {
+        *failed = MG_STAGE_FUNCTION;
+        goto fail;
+    }
+    if (payload_check(items) < 0) {
+        *failed = MG_STAGE_ARGUMENTS;
+        goto fail;
+    }
+    c->chunked = items[W_CHUNKED] == Py_True;
+    c->fn_token = items[W_FN_TOKEN];          /* the references move */
+    c->fn_pickled = items[W_FN_PICKLED];
+    c->args = items[W_ARGS];
+    c->kwargs = items[W_KWARGS];
+    Py_DECREF(items[W_TASK_ID]);
+    Py_DECREF(items[W_CHUNKED]);
+    return 0;
 fail:
     for (int i = 0; i < W_SIZE; i++) {
         Py_XDECREF(items[i]);

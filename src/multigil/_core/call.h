@@ -29,11 +29,14 @@
  * mg_call_encode/mg_call_decode, the only code that knows that layout (the
  * executor's queue carries it, and tests build one by hand).
  *
- * A function crosses as (fn_token, fn_pickled).  Functions importable by name
+ * A function crosses as (fn_token, fn_pickled).  Callables importable by name
  * get a process-unique token and are pickled once per sending interpreter;
- * the receiver keeps the unpickled function by token.  Others (lambdas,
- * closures, functions of __main__) travel by value every time, with token 0.
- * fn_pickled is bytes, or (shared object, method name). */
+ * the receiver keeps the unpickled function by token.  Callables sent by
+ * value (lambdas, closures, functions of __main__) are kept by content by
+ * multigil._pickler.function_ref, under a token too: pickled once, their
+ * payload travels with every call and is rebuilt once per receiver.  Token
+ * 0: not kept.  fn_pickled is bytes, a SharedBuffer (a big payload, shared
+ * instead of copied), or (shared object, method name). */
 typedef struct {
     long long task_id;      /* > 0: an executor task; 0: a direct call */
     int chunked;            /* fn applies to each argument tuple of the list args */
@@ -43,6 +46,16 @@ typedef struct {
     PyObject *args;         /* a tuple (chunked: a list of tuples) */
     PyObject *kwargs;       /* a dict, or None */
 } mg_call;
+
+/* Where running a call failed, told to the caller with the outcome: whether
+ * the call's own code ran (FUNCTION, ARGUMENTS: it did not) or not. */
+typedef enum {
+    MG_STAGE_NONE = 0,      /* it did not fail */
+    MG_STAGE_FUNCTION,      /* rebuilding the function (importing its module included) */
+    MG_STAGE_ARGUMENTS,     /* rebuilding the arguments */
+    MG_STAGE_CALL,          /* the function raised */
+    MG_STAGE_RESULT,        /* the result could not be encoded (or rebuilt by the caller) */
+} mg_stage;
 
 /* Build the call fn(*args, **kwargs) in the caller.  0, or -1 with an
  * exception set (NotShareableError if fn cannot cross). */
@@ -54,21 +67,12 @@ int mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags);
 /* Rebuild a call from a blob in the current interpreter: its header (task
  * id, chunked flag, function) first, then its payload (the arguments).  0, or
  * -1 with an exception set (TypeError if the blob holds something else).  On
- * -1, c->task_id is the task's id (> 0) if the header came through and only
- * the payload failed: the caller can then report the failure as that task's
- * (MG_STAGE_ARGUMENTS); it is 0 for a blob that names no task. */
-int mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c);
+ * -1, *failed says what failed after the task id came through
+ * (MG_STAGE_FUNCTION, MG_STAGE_ARGUMENTS; c->task_id is then that id), so
+ * that the caller can report the failure as that task's; it is
+ * MG_STAGE_NONE for a blob that names no task. */
+int mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c, mg_stage *failed);
 void mg_call_clear(mg_call *c);
-
-/* Where running a call failed, told to the caller with the outcome: whether
- * the call's own code ran (FUNCTION, ARGUMENTS: it did not) or not. */
-typedef enum {
-    MG_STAGE_NONE = 0,      /* it did not fail */
-    MG_STAGE_FUNCTION,      /* rebuilding the function (importing its module included) */
-    MG_STAGE_ARGUMENTS,     /* rebuilding the arguments */
-    MG_STAGE_CALL,          /* the function raised */
-    MG_STAGE_RESULT,        /* the result could not be encoded (or rebuilt by the caller) */
-} mg_stage;
 
 /* "function", "arguments", "call", "result"; NULL for MG_STAGE_NONE. */
 const char *mg_stage_name(mg_stage stage);

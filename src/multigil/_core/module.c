@@ -80,7 +80,8 @@ static PyObject *
 call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
 {
     mg_call c;
-    if (mg_call_decode(sub, in, &c) < 0) {
+    mg_stage failed;
+    if (mg_call_decode(sub, in, &c, &failed) < 0) {
         return NULL;
     }
     PyObject *result = mg_call_invoke(sub, &c, NULL);

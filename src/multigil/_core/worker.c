@@ -260,17 +260,19 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
             continue;
         }
         mg_call task;
-        int rc = mg_call_decode(sub, blob, &task);
+        mg_stage stage;
+        int rc = mg_call_decode(sub, blob, &task, &stage);
         mg_blob_free(blob);
-        if (rc < 0 && task.task_id <= 0) {
+        if (rc < 0 && (stage == MG_STAGE_NONE || task.task_id <= 0)) {
             /* Names no task (not built by submit_task): report it, skip it.
              * Not as self->queue's: that belongs to the caller's interpreter. */
             PyErr_WriteUnraisable(NULL);
             continue;
         }
         long long task_id = task.task_id;
-        /* A task whose arguments could not be rebuilt fails with that error,
-         * kept (an object of this interpreter) while we report to main. */
+        /* A task whose function or arguments could not be rebuilt fails with
+         * that error, kept (an object of this interpreter) while we report
+         * to main. */
         PyObject *payload_error = rc < 0 ? PyErr_GetRaisedException() : NULL;
 
         /* Current from before its future turns RUNNING in on_start: whoever
@@ -287,7 +289,6 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         }
 
         PyObject *result = NULL;
-        mg_stage stage = MG_STAGE_ARGUMENTS;
         if (payload_error != NULL) {
             PyErr_SetRaisedException(payload_error);
         }
