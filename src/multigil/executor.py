@@ -100,7 +100,8 @@ class InterpreterPoolExecutor(Executor):
 
     Functions and arguments cross interpreters natively or by pickle;
     lambdas, closures and functions of ``__main__`` travel by value
-    (cloudpickle), so they just work.
+    (cloudpickle), once, and run in the worker's own ``__main__``: they see
+    what ``initializer`` and ``shared`` bound there, as in a process pool.
     """
 
     def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "",
