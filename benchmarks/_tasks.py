@@ -5,3 +5,19 @@ value, which measures cloudpickle, not the call)."""
 
 def noop() -> None:
     return None
+
+
+def ident(x: object) -> object:
+    return x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+class Box:
+    """A module-level class: its class method crosses by reference."""
+
+    @classmethod
+    def make(cls, x: object) -> object:
+        return x
