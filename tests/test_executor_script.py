@@ -52,9 +52,15 @@ def report(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-# What the scripts below share: how they describe a future's failure.
+# What the scripts below share: an argument that cannot be rebuilt, and how
+# they describe a future's failure.
 DESCRIBE = """
 import json
+
+class Unloadable:
+    # pickles, but unpickling it raises, in any interpreter
+    def __reduce__(self):
+        return (int, ("x",))
 
 def describe(fut, timeout=60):
     exc = fut.exception(timeout)      # raises TimeoutError if the future hangs
@@ -81,11 +87,6 @@ def test_arguments_that_cannot_be_rebuilt_fail_their_future_at_once(tmp_path: Pa
 import concurrent.futures as cf
 import numpy as np
 from multigil import InterpreterPoolExecutor
-
-class Unloadable:
-    # pickles, but unpickling it raises, in any interpreter
-    def __reduce__(self):
-        return (int, ("x",))
 
 def ident(x):
     return x
@@ -126,10 +127,6 @@ def test_each_stage_is_reported(tmp_path: Path) -> None:
 import threading
 import numpy_user                    # imports numpy: its functions cannot be rebuilt
 from multigil import InterpreterPoolExecutor
-
-class Unloadable:
-    def __reduce__(self):
-        return (int, ("x",))
 
 def make_unloadable():
     return Unloadable()
@@ -182,10 +179,6 @@ import asyncio
 import threading
 import numpy as np
 from multigil import InterpreterPoolExecutor
-
-class Unloadable:
-    def __reduce__(self):
-        return (int, ("x",))
 
 def ident(x):
     return x if isinstance(x, int) else -1
