@@ -21,8 +21,9 @@ Importing a submodule does not count as a use of its parent package's
 Not seen: imports whose module name is computed at run time (``__main__``
 looks its subcommand modules up in a table), and the C extension
 ``multigil._core``, whose stub ``_core.pyi`` stands for it here; the C code
-imports ``multigil._errors`` and ``multigil._remote`` at run time, which this
-graph does not show (the C core's layering is checked on its own).
+imports ``multigil._errors``, ``multigil._pickler`` and ``multigil._remote``
+at run time, which this graph does not show (the C core's layering is checked
+on its own).
 """
 
 from __future__ import annotations

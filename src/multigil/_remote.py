@@ -6,7 +6,7 @@ An exception described by :func:`capture` is rebuilt on the near side by
 ``multigil._errors.exception_from``.
 
 This module is imported in every interpreter that multigil uses, on first
-need, so it imports only the standard library.
+need, so it imports only the standard library and :mod:`multigil._pickler`.
 """
 
 from __future__ import annotations

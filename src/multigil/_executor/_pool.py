@@ -48,11 +48,11 @@ from .._errors import InterpreterError, NotShareableError, QueueClosed, exceptio
 from . import _watchdog
 from ._future import InterpreterFuture
 
-__all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers", "STAGES", "NOT_STARTED"]
+__all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers", "NOT_STARTED"]
 
-#: Where a task can fail (``_Task.stage``, ``InterpreterFuture.stage``), in order.
-STAGES = ("function", "arguments", "call", "result")
-#: The stages at which a task fails before any of its own code ran.
+#: The stages (``_Task.stage``, ``InterpreterFuture.stage``: 'function',
+#: 'arguments', 'call', 'result') at which a task fails before any of its own
+#: code ran: it may be run again elsewhere.
 NOT_STARTED = frozenset({"function", "arguments"})
 
 # Where the stdlib executors log a failed initializer.
@@ -96,8 +96,8 @@ class _Task:
         self.started = 0.0               # map chunks: perf_counter() when it started, ended
         self.ended = 0.0
         self.pickled = False             # some arguments were pickled (may fail to rebuild)
-        # Where it failed, once its outcome came (one of STAGES; None: it did
-        # not).  'function' and 'arguments' (NOT_STARTED): none of its code ran.
+        # Where it failed, once its outcome came: 'function', 'arguments'
+        # (NOT_STARTED: none of its code ran), 'call', 'result'; None: it did not.
         self.stage: str | None = None
 
     def timeout_error(self) -> TimeoutError:
