@@ -175,6 +175,71 @@ def test_sys_path_propagates(tmp_path):
         sys.modules.pop("mg_tmp_mod", None)
 
 
+# ---------------------------------------------------- calls that need a frame --
+# eval, exec, globals, locals, vars and dir look at the calling frame; a call
+# from another interpreter has none, and they run relative to __main__ then,
+# as in CPython 3.14 (gh-135443).
+
+def test_eval_exec_and_dir_run_in_main():
+    with interpreters.create() as it:
+        assert it.call(eval, "[1, 2, 3]") == [1, 2, 3]
+        assert it.call(eval, "sum([1, 2, 3])") == 6
+        assert it.call(exec, "...") is None
+        assert it.call(eval, "__name__") == "__main__"
+        names = it.call(dir)
+        assert {"__builtins__", "__name__", "__doc__", "__spec__"} <= set(names)
+        assert names == sorted(names)
+        it.call(exec, f"assert dir() == {names!r}, dir()")
+        it.prepare_main(spam=42)
+        assert it.call(dir) == sorted(names + ["spam"])
+        assert it.call(eval, "spam") == 42
+        it.call(exec, "ham = spam + 1")        # exec binds in __main__ ...
+        it.exec("assert ham == 43")           # ... where exec() of source runs
+        assert it.call(helpers.main_has, "ham")
+
+
+def test_globals_locals_vars_are_mains_namespace():
+    with interpreters.create() as it:
+        it.prepare_main(spam=1)
+        for fn in (globals, locals, vars):
+            ns = it.call(fn)
+            assert ns["__name__"] == "__main__" and ns["spam"] == 1, fn
+
+
+def test_wrapped_builtins_get_the_frame_too():
+    # functools.partial is a C callable: it can reach eval without a frame
+    # of its own, so it gets one as well
+    import functools
+
+    with interpreters.create() as it:
+        it.prepare_main(spam=2)
+        assert it.call(functools.partial(eval, "spam * 21")) == 42
+
+
+def test_error_in_frame_needing_builtin_shows_only_its_own_frames():
+    with interpreters.create() as it:
+        with pytest.raises(NameError) as info:
+            it.call(eval, "undefined_name")
+    display = info.value.__cause__.excinfo.errdisplay
+    assert "<multigil>" not in display
+    assert display.startswith("Traceback (most recent call last):\n  File \"<string>\", line 1")
+
+
+def test_executor_tasks_and_map_items_get_the_frame():
+    with multigil.InterpreterPoolExecutor(2, shared={"spam": 5}) as pool:
+        assert pool.submit(eval, "spam + 1").result() == 6
+        assert pool.submit(eval, "__name__").result() == "__main__"
+        assert list(pool.map(eval, ["1 + 1", "spam", "__name__"], chunksize=3)) == [
+            2, 5, "__main__"]
+        names = list(pool.map(dir, []))
+        assert names == []
+        # the items of a chunk before the one that raised are kept
+        results = pool.map(int, ["1", "2", "x", "4"], chunksize=4)
+        assert next(results) == 1 and next(results) == 2
+        with pytest.raises(ValueError, match="'x'"):
+            next(results)
+
+
 # ---------------------------------------------------------- exec / prepare --
 
 def test_exec_and_prepare_main(interp):

@@ -1,4 +1,5 @@
-"""What runs on the far side of a call: pickling functions, describing exceptions.
+"""What runs on the far side of a call: pickling functions, describing exceptions,
+the frame of a call.
 
 An exception described by :func:`capture` is rebuilt on the near side by
 ``multigil._errors.exception_from``.
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 ModuleType = type(sys)
 
-__all__ = ["pickle_function", "capture", "run_chunk"]
+__all__ = ["pickle_function", "capture", "main_frame_code"]
 
 
 def _importable_by_name(fn: Any) -> bool:
@@ -106,15 +107,18 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
     return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled)
 
 
-def run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> tuple[list[Any], Any]:
-    """Apply ``fn`` to each argument tuple; ``(results, None)`` or ``(partial, excinfo)``."""
-    results: list[Any] = []
-    append = results.append
-    try:
-        for args in items:
-            append(fn(*args))
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        return results, capture(exc)
-    return results, None
+def main_frame_code(invoke: Callable[[], None]) -> Any:
+    """Module-level code that calls ``invoke()``, and does nothing else.
+
+    Run with the ``__main__`` dict as its globals and locals, it is the frame
+    that C callables (``eval``, ``exec``, ``globals``, ``locals``, ``vars``,
+    ``dir``, ...) run in when they are called across interpreters: the C core
+    puts ``invoke``, which runs the call, in the place of the code's only
+    constant (a name would show in ``__main__``).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "'str' object is not callable"
+        code = compile("''()", "<multigil>", "exec")
+    return code.replace(co_consts=tuple(invoke if c == "" else c for c in code.co_consts))

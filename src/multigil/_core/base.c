@@ -8,7 +8,8 @@
 #define MG_STATE_OBJECTS(X) \
     X(SharedBufferType) X(ForeignBufferType) X(LockType) X(RLockType) X(EventType) \
     X(SemaphoreType) X(BoundedSemaphoreType) X(ConditionType) X(QueueType) \
-    X(pickle_dumps) X(pickle_loads) X(remote_module) X(fn_by_token) X(ref_by_fn)
+    X(pickle_dumps) X(pickle_loads) X(remote_module) X(fn_by_token) X(ref_by_fn) \
+    X(main_frame_code) X(pending_result)
 
 int
 mg_state_traverse(mg_state *st, visitproc visit, void *arg)

@@ -56,8 +56,10 @@ int mg_call_encode(mg_state *st, const mg_call *c, mg_blob *out, int flags);
 int mg_call_decode(mg_state *st, const mg_blob *b, mg_call *c);
 void mg_call_clear(mg_call *c);
 
-/* In the target: resolve the function and call it.  The result (a new
- * reference), or NULL with its exception set. */
+/* In the target: resolve the function and call it (a chunk: apply it to each
+ * argument tuple, in C).  A callable that may need a frame (eval, exec,
+ * globals, ...) is called in module-level code whose namespace is __main__'s.
+ * The result (a new reference), or NULL with its exception set. */
 PyObject *mg_call_invoke(mg_state *sub, const mg_call *c);
 
 /*************************************************************************
