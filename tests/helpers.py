@@ -28,6 +28,29 @@ def raise_value_error(msg: str) -> None:
     raise ValueError(msg)
 
 
+def put_unshareable() -> None:
+    """Raise a NotShareableError of its own: a queue refuses a lock."""
+    import threading
+
+    import multigil
+
+    multigil.Queue().put(threading.Lock())
+
+
+class FailsToUnpickle:
+    """Pickles, but its unpickling raises (as CPython's PickleShenanigans)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        if refuse:
+            raise RuntimeError("refused to unpickle")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (True,))
+
+    def __call__(self) -> None:
+        return None
+
+
 def raise_system_exit(code: int) -> None:
     sys.exit(code)
 

@@ -114,20 +114,26 @@ def test_main_function_sent_by_value_without_rerunning_script():
     assert proc.stderr == ""
 
 
-def test_exception_type_and_remote_traceback(interp):
-    with pytest.raises(ValueError, match="bad input") as info:
+def test_uncaught_exception_raises_execution_failed(interp):
+    """As PEP 734 says and 3.14 does: ExecutionFailed, describing the exception."""
+    with pytest.raises(ExecutionFailed) as info:
         interp.call(helpers.raise_value_error, "bad input")
-    cause = info.value.__cause__
-    assert isinstance(cause, ExecutionFailed)
-    assert cause.excinfo.type.__name__ == "ValueError"
-    assert cause.excinfo.msg == "bad input"
-    assert "raise_value_error" in cause.excinfo.errdisplay
-    assert "Traceback" in cause.excinfo.errdisplay
+    failed = info.value
+    for attr in ("__name__", "__qualname__", "__module__"):
+        assert getattr(failed.excinfo.type, attr) == getattr(ValueError, attr)
+    assert failed.excinfo.msg == "bad input"
+    assert failed.excinfo.formatted == "ValueError: bad input"
+    assert failed.args == ("ValueError: bad input",)
+    assert "raise_value_error" in failed.excinfo.errdisplay
+    assert failed.excinfo.errdisplay.startswith("Traceback (most recent call last):")
+    assert str(failed) == ("ValueError: bad input\n\nUncaught in the interpreter:\n\n"
+                           + failed.excinfo.errdisplay.rstrip())
+    assert failed.__cause__ is None
     # the interpreter is fine afterwards
     assert interp.call(helpers.add, 1, 1) == 2
 
 
-def test_unrebuildable_exception_is_execution_failed(interp):
+def test_execution_failed_for_exceptions_of_any_class(interp):
     def boom():
         class Local(Exception):
             pass
@@ -137,6 +143,41 @@ def test_unrebuildable_exception_is_execution_failed(interp):
         interp.call(boom)
     assert info.value.excinfo.type.__name__ == "Local"
     assert "local class" in str(info.value)
+    # a NotShareableError raised by the function itself is its own error too
+    with pytest.raises(ExecutionFailed) as info:
+        interp.call(helpers.put_unshareable)
+    assert info.value.excinfo.type.__name__ == "NotShareableError"
+
+
+def test_arguments_that_cannot_be_rebuilt_raise_not_shareable(interp):
+    """The stdlib's messages: "args not shareable", "func not shareable"; the
+    error met in the interpreter is in the cause."""
+    with pytest.raises(NotShareableError, match="^args not shareable") as info:
+        interp.call(helpers.identity, helpers.FailsToUnpickle())
+    assert isinstance(info.value.__cause__, ExecutionFailed)
+    assert "could not be rebuilt (unpickled)" in str(info.value.__cause__)
+    assert "RuntimeError: refused to unpickle" in str(info.value.__cause__)
+    with pytest.raises(NotShareableError, match="^func not shareable"):
+        interp.call(helpers.FailsToUnpickle())
+    assert interp.call(helpers.add, 1, 2) == 3
+
+
+def test_exec_of_a_function_raises_execution_failed(interp):
+    with pytest.raises(ExecutionFailed) as info:
+        interp.exec(helpers.raise_keyboard_interrupt)
+    assert info.value.excinfo.type.__name__ == "KeyboardInterrupt"
+
+
+def test_call_in_thread_reports_execution_failed():
+    seen = []
+    old, threading.excepthook = threading.excepthook, seen.append
+    try:
+        with interpreters.create() as it:
+            it.call_in_thread(helpers.raise_value_error, "in a thread").join(30)
+    finally:
+        threading.excepthook = old
+    assert [type(args.exc_value) for args in seen] == [ExecutionFailed]
+    assert seen[0].exc_value.excinfo.msg == "in a thread"
 
 
 def test_system_exit_and_keyboard_interrupt_inside(interp):
@@ -218,9 +259,10 @@ def test_wrapped_builtins_get_the_frame_too():
 
 def test_error_in_frame_needing_builtin_shows_only_its_own_frames():
     with interpreters.create() as it:
-        with pytest.raises(NameError) as info:
+        with pytest.raises(ExecutionFailed) as info:
             it.call(eval, "undefined_name")
-    display = info.value.__cause__.excinfo.errdisplay
+    display = info.value.excinfo.errdisplay
+    assert info.value.excinfo.type.__name__ == "NameError"
     assert "<multigil>" not in display
     assert display.startswith("Traceback (most recent call last):\n  File \"<string>\", line 1")
 
@@ -258,6 +300,63 @@ def test_exec_failure_raises_execution_failed(interp):
     assert "missing" in info.value.excinfo.msg
     with pytest.raises(ExecutionFailed):
         interp.exec("this is not python")
+
+
+def test_exec_keeps_the_stdlibs_exception_display(tmp_path):
+    """An uncaught error in exec() shows as in 3.14: the caller's traceback down
+    to the one line of exec() that raised, ExecutionFailed with the type and
+    message, then the traceback in the interpreter; nothing chained."""
+    (tmp_path / "spam.py").write_text(textwrap.dedent("""\
+        def ham():
+            raise RuntimeError('uh-oh!')
+
+        def eggs():
+            ham()
+
+        def script():
+            eggs()
+        """))
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""\
+        from multigil import interpreters
+        import spam
+
+        interp = interpreters.create()
+        try:
+            interp.exec(spam.script)
+        finally:
+            interp.close()
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+               PYTHON_COLORS="0")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    exec_line = next(line for line in proc.stderr.splitlines() if line.endswith(", in exec"))
+    carets = "    ~~~~~~~~~~~^^^^^^^^^^^^^\n" if sys.version_info >= (3, 13) else ""
+    inner_carets = ("    ~~~~^^\n", "    ~~~^^\n") if sys.version_info >= (3, 13) else ("", "")
+    spam = tmp_path / "spam.py"
+    assert proc.stderr == (
+        "Traceback (most recent call last):\n"
+        f'  File "{script}", line 6, in <module>\n'
+        "    interp.exec(spam.script)\n"
+        f"{carets}"
+        f"{exec_line}\n"
+        "    raise _call_failure(ok, value)\n"
+        "multigil._errors.ExecutionFailed: RuntimeError: uh-oh!\n"
+        "\n"
+        "Uncaught in the interpreter:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        f'  File "{spam}", line 8, in script\n'
+        "    eggs()\n"
+        f"{inner_carets[0]}"
+        f'  File "{spam}", line 5, in eggs\n'
+        "    ham()\n"
+        f"{inner_carets[1]}"
+        f'  File "{spam}", line 2, in ham\n'
+        "    raise RuntimeError('uh-oh!')\n"
+        "RuntimeError: uh-oh!\n")
 
 
 # ------------------------------------------------------------------ threads --
@@ -384,8 +483,10 @@ def test_unclosed_interpreters_closed_at_exit_without_noise():
 
 def test_numpy_refuses_cleanly(interp):
     pytest.importorskip("numpy")
-    with pytest.raises(ImportError, match="numpy"):
+    with pytest.raises(ExecutionFailed) as info:
         interp.call(helpers.try_import, "numpy")
+    assert info.value.excinfo.type.__name__ == "InterpreterImportError"
+    assert info.value.excinfo.msg.startswith("numpy cannot be imported in an isolated interpreter")
     assert interp.call(helpers.add, 3, 4) == 7
 
 
@@ -404,8 +505,8 @@ def test_single_phase_extension_in_fresh_interpreters_does_not_abort(module):
         def go(it):
             try:
                 it.call(helpers.try_import, {module!r})
-            except ImportError as exc:
-                errors.append(str(exc))
+            except interpreters.ExecutionFailed as exc:
+                errors.append(exc.excinfo.formatted)
         ts = [threading.Thread(target=go, args=(it,)) for it in its]
         [t.start() for t in ts]
         [t.join() for t in ts]

@@ -40,8 +40,9 @@ def call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     /,
-) -> tuple[bool, Any]:
-    """``fn(*args, **kwargs)`` in interpreter ``id``: ``(True, result)`` or ``(False, excinfo)``."""
+) -> tuple[bool | None, Any]:
+    """``fn(*args, **kwargs)`` in interpreter ``id``: ``(True, result)``, ``(False, excinfo)``
+    if it raised, or ``(None, excinfo)`` if something could not cross (NotShareableError)."""
 
 def exec(id: int, source: str, /) -> _ExcInfo | None:
     """Run ``source`` in ``__main__`` of interpreter ``id``: None, or the excinfo of its error."""

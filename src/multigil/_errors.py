@@ -51,26 +51,22 @@ class ExecutionFailed(InterpreterError):
     ``excinfo.msg`` (``str(exc)``), ``excinfo.formatted`` (``"Type: msg"``) and
     ``excinfo.errdisplay`` (the remote traceback, formatted).
 
-    :meth:`multigil.interpreters.Interpreter.call` re-raises the original
-    exception type where it can be rebuilt, with this error as its
-    ``__cause__``; :meth:`~multigil.interpreters.Interpreter.exec` raises this
-    error itself, like :mod:`concurrent.interpreters` does.
+    :meth:`~multigil.interpreters.Interpreter.call` and
+    :meth:`~multigil.interpreters.Interpreter.exec` raise it, as
+    :mod:`concurrent.interpreters` does.  The executor re-raises the original
+    exception where it can be rebuilt, with this error as its ``__cause__``.
     """
 
     def __init__(self, excinfo: ExcInfo) -> None:
         self.excinfo = excinfo
-        super().__init__(excinfo)
+        super().__init__(getattr(excinfo, "formatted", None) or str(excinfo))
 
     def __reduce__(self) -> tuple[type[Self], tuple[ExcInfo]]:
         return (type(self), (self.excinfo,))
 
     def __str__(self) -> str:
-        info = self.excinfo
-        try:
-            text = info.formatted
-        except AttributeError:
-            return str(info)
-        tb = getattr(info, "errdisplay", None)
+        text = super().__str__()
+        tb = getattr(self.excinfo, "errdisplay", None)
         if tb:
             return f"{text}\n\nUncaught in the interpreter:\n\n{tb.rstrip()}"
         return text
@@ -156,22 +152,21 @@ class ExcInfo:
         return f"ExcInfo({self.formatted!r})"
 
 
-def exception_from(raw: tuple[Any, ...], rebuild: bool = True,
+def exception_from(raw: tuple[Any, ...] | ExecutionFailed,
                    cancelled: BaseException | None = None) -> BaseException:
     """The exception to raise here for one that another interpreter described.
 
-    ``raw`` is what ``multigil._remote.capture`` made of it there.  With
-    ``rebuild``, the original type where it can be rebuilt (unpickled), with
-    :class:`ExecutionFailed` (which holds the remote traceback) as its
-    ``__cause__``; ExecutionFailed itself otherwise, and always for SystemExit
-    and KeyboardInterrupt.  ``cancelled``, if given, stands in for a
-    :class:`TaskCancelled` (which never crosses as itself), chained the same way.
+    ``raw`` is what ``multigil._remote.capture`` made of it there (or the
+    :class:`ExecutionFailed` made of that).  The original type where it can be
+    rebuilt, with :class:`ExecutionFailed` (which holds the remote traceback)
+    as its ``__cause__``; ExecutionFailed itself otherwise, and always for
+    SystemExit and KeyboardInterrupt.  ``cancelled``, if given, stands in for
+    a :class:`TaskCancelled` (which never crosses as itself), chained the same
+    way.
     """
-    info = ExcInfo(raw)
-    failed = ExecutionFailed(info)
-    exc: BaseException | None = None
-    if rebuild:
-        exc = cancelled if cancelled is not None and info.is_task_cancelled() else info.rebuild()
+    failed = raw if isinstance(raw, ExecutionFailed) else ExecutionFailed(ExcInfo(raw))
+    info = failed.excinfo
+    exc = cancelled if cancelled is not None and info.is_task_cancelled() else info.rebuild()
     if exc is None:
         return failed
     exc.__cause__ = failed

@@ -422,12 +422,31 @@ call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
     return NULL;
 }
 
+/* What cannot be rebuilt in the target, as the stdlib says it: "func not
+ * shareable", "args not shareable". */
+static PyObject *
+not_shareable(mg_state *sub, const char *what)
+{
+    return mg_raise(sub, MG_ERR_NOT_SHAREABLE,
+                    "%s not shareable: could not be rebuilt (unpickled) in interpreter %lld",
+                    what, (long long)PyInterpreterState_GetID(PyInterpreterState_Get()));
+}
+
 PyObject *
-mg_call_invoke(mg_state *sub, const mg_call *c)
+mg_call_args_not_shareable(mg_state *sub)
+{
+    return not_shareable(sub, "args");
+}
+
+PyObject *
+mg_call_invoke(mg_state *sub, const mg_call *c, int *crossing)
 {
     PyObject *fn = function_resolve(sub, c->fn_token, c->fn_pickled);
     if (fn == NULL) {
-        return NULL;
+        if (crossing != NULL) {
+            *crossing = 1;
+        }
+        return not_shareable(sub, "func");
     }
     PyObject *result = needs_frame(fn) ? call_in_main_frame(sub, fn, c) : call_now(sub, fn, c);
     Py_DECREF(fn);
@@ -481,6 +500,7 @@ mg_outcome_init(mg_outcome *o)
     mg_blob_init(&o->value);
     o->ok = 0;
     o->fatal = 0;
+    o->crossing = 0;
 }
 
 void
@@ -494,6 +514,7 @@ mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o)
             o->fatal = 0;
             return;
         }
+        o->crossing = 1;
     }
     o->ok = 0;
     o->fatal = capture_exception(sub, &o->value);
@@ -534,7 +555,9 @@ mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
     }
     mg_state *sub = mg_session_state(&s);
     if (sub != NULL) {
-        mg_outcome_set(sub, job(sub, in, arg), out);
+        int crossing = 0;
+        mg_outcome_set(sub, job(sub, in, arg, &crossing), out);
+        out->crossing |= crossing && !out->ok;
     }
     /* Dropped while still in the target: zero-copy exports of the caller's
      * buffers are then released by the caller as soon as mg_leave returns. */

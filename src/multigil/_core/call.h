@@ -59,8 +59,13 @@ void mg_call_clear(mg_call *c);
 /* In the target: resolve the function and call it (a chunk: apply it to each
  * argument tuple, in C).  A callable that may need a frame (eval, exec,
  * globals, ...) is called in module-level code whose namespace is __main__'s.
- * The result (a new reference), or NULL with its exception set. */
-PyObject *mg_call_invoke(mg_state *sub, const mg_call *c);
+ * The result (a new reference), or NULL with its exception set.  A function
+ * that cannot be rebuilt here raises NotShareableError "func not shareable"
+ * and sets *crossing (if not NULL) to 1; else *crossing is left alone. */
+PyObject *mg_call_invoke(mg_state *sub, const mg_call *c, int *crossing);
+/* In the target, after mg_call_decode failed: NotShareableError "args not
+ * shareable", the decoding error as its __cause__.  Returns NULL. */
+PyObject *mg_call_args_not_shareable(mg_state *sub);
 
 /*************************************************************************
  * Outcomes                                                              *
@@ -71,13 +76,17 @@ typedef struct {
     mg_blob value;      /* the result, or the excinfo of its error */
     int ok;             /* 1: value is the result; 0: an excinfo */
     int fatal;          /* the error was SystemExit or KeyboardInterrupt */
+    int crossing;       /* the error is the crossing's, not the code's: what was
+                         * sent could not be rebuilt in the target, or the result
+                         * could not be encoded there (a NotShareableError) */
 } mg_outcome;
 
 void mg_outcome_init(mg_outcome *o);
 /* In the target: encode `result` (a reference it steals), or, when it is NULL
- * or cannot be encoded, the exception being raised, as the tuple built by
- * multigil._remote.capture() (the exception is cleared).  Never fails: a
- * description that cannot be built falls back to plain strings. */
+ * or cannot be encoded (then `crossing` is set), the exception being raised,
+ * as the tuple built by multigil._remote.capture() (the exception is
+ * cleared).  Never fails: a description that cannot be built falls back to
+ * plain strings. */
 void mg_outcome_set(mg_state *sub, PyObject *result, mg_outcome *o);
 /* In the caller: the value (result or excinfo), rebuilt; the blob is
  * cleared, `ok` and `fatal` stay. */
@@ -89,8 +98,9 @@ PyObject *mg_outcome_take(mg_state *st, mg_outcome *o);
 
 /* Work run inside the target interpreter (attached, with its _core state
  * `sub`), reading `in` (or NULL) and `arg`: a new reference to the result,
- * or NULL with the exception set. */
-typedef PyObject *(*mg_job)(mg_state *sub, const mg_blob *in, const void *arg);
+ * or NULL with the exception set; a job that fails because what it was sent
+ * cannot be rebuilt there sets *crossing to 1 (the outcome's `crossing`). */
+typedef PyObject *(*mg_job)(mg_state *sub, const mg_blob *in, const void *arg, int *crossing);
 
 /* Run `job` in interpreter `id` and leave its outcome in *out (initialised
  * here).  `in` (may be NULL) is cleared while still in the target, so that

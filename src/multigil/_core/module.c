@@ -77,19 +77,21 @@ core_destroy(PyObject *module, PyObject *arg)
  * mg_run_in. */
 
 static PyObject *
-call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg), int *crossing)
 {
     mg_call c;
     if (mg_call_decode(sub, in, &c) < 0) {
-        return NULL;
+        *crossing = 1;
+        return mg_call_args_not_shareable(sub);
     }
-    PyObject *result = mg_call_invoke(sub, &c);
+    PyObject *result = mg_call_invoke(sub, &c, crossing);
     mg_call_clear(&c);
     return result;
 }
 
 static PyObject *
-exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source)
+exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source,
+         int *Py_UNUSED(crossing))
 {
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
     if (main_mod == NULL) {
@@ -100,10 +102,12 @@ exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *sou
 }
 
 static PyObject *
-set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg),
+                   int *crossing)
 {
     PyObject *ns = mg_decode(sub, in);
     if (ns == NULL) {
+        *crossing = 1;
         return NULL;
     }
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
@@ -118,7 +122,9 @@ set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
 PyDoc_STRVAR(call__doc__,
 "call($module, id, fn, args, kwargs, /)\n--\n\n"
 "Call fn(*args, **kwargs) in interpreter `id` from this thread.  Returns\n"
-"(True, result) or (False, excinfo tuple from multigil._remote.capture).");
+"(True, result), (False, excinfo) if the call raised, or (None, excinfo) if\n"
+"fn, the arguments or the result could not cross (a NotShareableError); an\n"
+"excinfo is the tuple multigil._remote.capture makes.");
 
 static PyObject *
 core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -154,7 +160,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (value == NULL) {
         return NULL;
     }
-    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : Py_False, value);
+    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : out.crossing ? Py_None : Py_False, value);
     Py_DECREF(value);
     return res;
 }
@@ -188,7 +194,7 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 PyDoc_STRVAR(set_main_attrs__doc__,
 "set_main_attrs($module, id, ns, /)\n--\n\n"
 "Bind the names of `ns` in the __main__ module of interpreter `id`.  Returns\n"
-"None, or the excinfo tuple if a value could not be rebuilt there.");
+"None, or the excinfo tuple of the error if a value could not be rebuilt there.");
 
 static PyObject *
 core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

@@ -279,7 +279,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
             continue;
         }
 
-        PyObject *result = mg_call_invoke(sub, &task);
+        PyObject *result = mg_call_invoke(sub, &task, NULL);
         /* Over before its result is encoded: no interrupt may hit that. */
         task_over(self);
         mg_outcome out;

@@ -44,7 +44,7 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 from .. import _core, interpreters
-from .._errors import InterpreterError, QueueClosed, exception_from
+from .._errors import ExecutionFailed, InterpreterError, QueueClosed, exception_from
 from . import _watchdog
 from ._future import InterpreterFuture
 
@@ -209,9 +209,10 @@ class _Slot:
                     pool.initialize(interp)
                 except BaseException as exc:
                     LOGGER.critical("Exception in initializer:", exc_info=True)
-                    pool.set_broken(
-                        "A worker initializer failed, the interpreter pool is not "
-                        f"usable anymore: {type(exc).__name__}: {exc}", exc)
+                    summary = (exc.excinfo.formatted if isinstance(exc, ExecutionFailed)
+                               else f"{type(exc).__name__}: {exc}")
+                    pool.set_broken("A worker initializer failed, the interpreter pool is "
+                                    f"not usable anymore: {summary}", exc)
                     return
                 self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
                                            self.on_done, pool.max_tasks)
@@ -325,10 +326,13 @@ class _Pool:
         init = self.initializer
         if init is None:
             return
-        if isinstance(init, str):
-            interp.exec(init)
-        else:
-            interp.call(init, *self.initargs)
+        try:
+            if isinstance(init, str):
+                interp.exec(init)
+            else:
+                interp.call(init, *self.initargs)
+        except ExecutionFailed as failed:
+            raise exception_from(failed)    # the initializer's own error, as for tasks
 
     # ------------------------------------------------------------- stopping --
 
