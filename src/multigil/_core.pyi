@@ -18,8 +18,9 @@ _T = TypeVar("_T")
 
 # An exception described as plain data by multigil._remote.capture():
 # (type name, qualname, module, str(exc), formatted traceback, pickled exception
-# or None).  Only a best-effort fallback built by the C code has None in more
-# places, so its items are not typed one by one.
+# or None, pickled (args, attributes) or why not or None).  Only a best-effort
+# fallback built by the C code has None in more places, so its items are not
+# typed one by one.
 _ExcInfo: TypeAlias = tuple[Any, ...]
 
 # Flag of _roundtrip()/_encoded_size(): borrow large buffers of the value being

@@ -86,7 +86,15 @@ def pickle_function(fn: Any) -> tuple[bool, bytes | tuple[Any, str]]:
 
 
 def capture(exc: BaseException) -> tuple[Any, ...]:
-    """Describe ``exc`` as plain data: ``(name, qualname, module, msg, traceback, pickled)``."""
+    """Describe ``exc`` as plain data:
+    ``(name, qualname, module, msg, traceback, pickled, state)``.
+
+    ``pickled`` is the exception pickled (None if it cannot be); ``state``,
+    for an ``Exception``, is its ``args`` and attributes pickled, from which
+    the receiver rebuilds an instance of the class when unpickling fails (an
+    ``__init__`` whose arguments are not ``args``), or why they cannot be
+    pickled (a str).
+    """
     import traceback
 
     tp = type(exc)
@@ -98,13 +106,29 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
         display = "".join(traceback.format_exception(exc))
     except Exception:
         display = None
-    pickled = None
+    pickled = state = None
     if isinstance(exc, Exception):
         try:
             pickled = _pickle.dumps(exc, 5)
         except Exception:
             pickled = None
-    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled)
+        state = _state(exc)
+    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled, state)
+
+
+def _state(exc: Exception) -> bytes | str:
+    """``(args, attributes)`` of ``exc`` pickled, or a str that says which of
+    them does not pickle."""
+    try:
+        return _pickle.dumps((exc.args, getattr(exc, "__dict__", {})), 5)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"
+    for name, value in getattr(exc, "__dict__", {}).items():
+        try:
+            _pickle.dumps(value, 5)
+        except Exception as err:
+            return f"its attribute {name!r} cannot be pickled ({type(err).__name__}: {err})"
+    return f"its args cannot be pickled ({reason})"
 
 
 def main_frame_code(invoke: Callable[[], None]) -> Any:

@@ -480,9 +480,9 @@ capture_exception(mg_state *st, mg_blob *out)
             PyErr_Clear();
         }
         Py_XDECREF(info);
-        info = Py_BuildValue("(ssOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
+        info = Py_BuildValue("(ssOOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
                              exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             Py_None, msg ? msg : Py_None, Py_None, Py_None);
+                             Py_None, msg ? msg : Py_None, Py_None, Py_None, Py_None);
         Py_XDECREF(msg);
         if (info == NULL || mg_encode(st, info, out, 0) < 0) {
             PyErr_Clear();
