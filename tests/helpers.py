@@ -28,6 +28,12 @@ def raise_value_error(msg: str) -> None:
     raise ValueError(msg)
 
 
+def hold(started: Any, release: Any) -> None:
+    """Signal `started`, then block until `release` (multigil Events)."""
+    started.set()
+    release.wait(60)
+
+
 def put_unshareable() -> None:
     """Raise a NotShareableError of its own: a queue refuses a lock."""
     import threading

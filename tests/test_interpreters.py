@@ -293,6 +293,38 @@ def test_exec_and_prepare_main(interp):
     interp.exec("assert total == 6")
 
 
+def test_prepare_main_as_the_stdlib(interp):
+    with pytest.raises(ValueError):
+        interp.prepare_main()
+    with pytest.raises(ValueError):
+        interp.prepare_main({})
+    assert interp.prepare_main((("pairs", 1), ("too", 2)), kw=3) is None
+    interp.exec("assert (pairs, too, kw) == (1, 2, 3)")
+    # a value that cannot cross: NotShareableError, and nothing is bound
+    with pytest.raises(NotShareableError, match="lock"):
+        interp.prepare_main(fine=1, lock=threading.Lock())
+    with pytest.raises(NotShareableError, match="^values not shareable") as info:
+        interp.prepare_main(also_fine=1, refused=helpers.FailsToUnpickle())
+    assert "refused to unpickle" in str(info.value.__cause__)
+    for name in ("fine", "lock", "also_fine", "refused"):
+        assert not interp.call(helpers.main_has, name), name
+
+
+def test_prepare_main_while_running_raises_interpreter_error():
+    started, release = multigil.Event(), multigil.Event()
+    with interpreters.create() as it:
+        it.prepare_main(spam=True)
+        t = it.call_in_thread(helpers.hold, started, release)
+        try:
+            assert started.wait(30)
+            with pytest.raises(InterpreterError, match="running"):
+                it.prepare_main(spam=False)
+        finally:
+            release.set()
+            t.join(30)
+        it.exec("assert spam is True")
+
+
 def test_exec_failure_raises_execution_failed(interp):
     with pytest.raises(ExecutionFailed) as info:
         interp.exec("raise KeyError('missing')")

@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
 from . import _compat, _core
@@ -147,17 +148,25 @@ class Interpreter:
         _core.destroy(self._id)
         _owned.discard(self._id)
 
-    def prepare_main(self, ns: dict[str, Any] | None = None, /, **kwargs: Any) -> Interpreter:
+    def prepare_main(self, ns: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, /,
+                     **kwargs: Any) -> None:
         """Bind names in the interpreter's ``__main__`` module, for :meth:`exec`.
 
-        Values cross like call arguments: natively, or pickled.
+        Values cross like call arguments: natively, or pickled.  As in
+        :mod:`concurrent.interpreters`: ``ValueError`` if there is nothing to
+        bind, :class:`InterpreterError` while code runs in the interpreter,
+        :class:`NotShareableError` (and nothing bound) if a value cannot cross.
         """
-        values = dict(ns or {}, **kwargs)
-        if values:
-            failure = _core.set_main_attrs(self._id, values)
-            if failure is not None:
-                raise ExecutionFailed(ExcInfo(failure))
-        return self
+        values = dict(ns, **kwargs) if ns is not None else kwargs
+        if not values:
+            raise ValueError("prepare_main() needs at least one name to bind")
+        if self.is_running():
+            raise InterpreterError(
+                f"interpreter {self._id} is running: bind names in its __main__ while no "
+                "code runs there (not from a thread that runs in it, nor while another does)")
+        failure = _core.set_main_attrs(self._id, values)
+        if failure is not None:
+            raise exception_from(failure)
 
     def exec(self, code: str | Callable[[], object], /) -> None:
         """Run source code (or a function taking no arguments) in ``__main__``.

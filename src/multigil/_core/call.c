@@ -422,20 +422,12 @@ call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
     return NULL;
 }
 
-/* What cannot be rebuilt in the target, as the stdlib says it: "func not
- * shareable", "args not shareable". */
-static PyObject *
-not_shareable(mg_state *sub, const char *what)
+PyObject *
+mg_not_rebuilt(mg_state *sub, const char *what)
 {
     return mg_raise(sub, MG_ERR_NOT_SHAREABLE,
                     "%s not shareable: could not be rebuilt (unpickled) in interpreter %lld",
                     what, (long long)PyInterpreterState_GetID(PyInterpreterState_Get()));
-}
-
-PyObject *
-mg_call_args_not_shareable(mg_state *sub)
-{
-    return not_shareable(sub, "args");
 }
 
 PyObject *
@@ -446,7 +438,7 @@ mg_call_invoke(mg_state *sub, const mg_call *c, int *crossing)
         if (crossing != NULL) {
             *crossing = 1;
         }
-        return not_shareable(sub, "func");
+        return mg_not_rebuilt(sub, "func");
     }
     PyObject *result = needs_frame(fn) ? call_in_main_frame(sub, fn, c) : call_now(sub, fn, c);
     Py_DECREF(fn);

@@ -63,9 +63,10 @@ void mg_call_clear(mg_call *c);
  * that cannot be rebuilt here raises NotShareableError "func not shareable"
  * and sets *crossing (if not NULL) to 1; else *crossing is left alone. */
 PyObject *mg_call_invoke(mg_state *sub, const mg_call *c, int *crossing);
-/* In the target, after mg_call_decode failed: NotShareableError "args not
- * shareable", the decoding error as its __cause__.  Returns NULL. */
-PyObject *mg_call_args_not_shareable(mg_state *sub);
+/* In the target, when what was sent (`what`: "args", "func", ...) could not
+ * be decoded there: NotShareableError "<what> not shareable", as the stdlib
+ * says it, the decoding error as its __cause__.  Returns NULL. */
+PyObject *mg_not_rebuilt(mg_state *sub, const char *what);
 
 /*************************************************************************
  * Outcomes                                                              *

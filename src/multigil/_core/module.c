@@ -82,7 +82,7 @@ call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg), int *cros
     mg_call c;
     if (mg_call_decode(sub, in, &c) < 0) {
         *crossing = 1;
-        return mg_call_args_not_shareable(sub);
+        return mg_not_rebuilt(sub, "args");
     }
     PyObject *result = mg_call_invoke(sub, &c, crossing);
     mg_call_clear(&c);
@@ -108,7 +108,7 @@ set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg),
     PyObject *ns = mg_decode(sub, in);
     if (ns == NULL) {
         *crossing = 1;
-        return NULL;
+        return mg_not_rebuilt(sub, "values");
     }
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
     int rc = main_mod == NULL ? -1 : PyDict_Update(PyModule_GetDict(main_mod), ns);
@@ -194,7 +194,8 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 PyDoc_STRVAR(set_main_attrs__doc__,
 "set_main_attrs($module, id, ns, /)\n--\n\n"
 "Bind the names of `ns` in the __main__ module of interpreter `id`.  Returns\n"
-"None, or the excinfo tuple of the error if a value could not be rebuilt there.");
+"None, or the excinfo tuple of the NotShareableError raised there if a value\n"
+"could not be rebuilt there.");
 
 static PyObject *
 core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
