@@ -150,3 +150,9 @@ class ExecInThread:
         assert not self.thread.is_alive(), "interpreter thread did not finish"
         if self.error is not None:
             raise self.error
+
+
+def unpickle_and_put(data: bytes, item: Any) -> None:
+    import pickle
+
+    pickle.loads(data).put(item)

@@ -172,8 +172,13 @@ class Queue:
     def full(self) -> bool: ...
     def close(self) -> None:
         """Close the queue in every interpreter (closing twice is harmless)."""
+    def __reduce__(self) -> tuple[Callable[[int, int], Queue], tuple[int, int]]:
+        """Pickled, a queue is its id: it unpickles to the same queue in this process."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+
+def _queue_from_id(id: int, pid: int, /) -> Queue:
+    """The Queue with this id, in process ``pid`` (this one): a pickled Queue, rebuilt."""
 
 # ------------------------------------ lock.c, event.c, semaphore.c, condition.c --
 

@@ -68,6 +68,19 @@ mg_shared_incref(mg_shared *s)
     atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
 }
 
+int
+mg_shared_tryincref(mg_shared *s)
+{
+    long n = atomic_load_explicit(&s->refcnt, memory_order_relaxed);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak_explicit(&s->refcnt, &n, n + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void
 mg_shared_decref(mg_shared *s)
 {

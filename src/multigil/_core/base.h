@@ -134,6 +134,9 @@ struct mg_shared {
 
 void mg_shared_init(mg_shared *s, const mg_shared_kind *kind);
 void mg_shared_incref(mg_shared *s);
+/* Take a reference unless the last one is gone (`s` is being destroyed):
+ * 1 if taken.  For registries that find objects they hold no reference to. */
+int mg_shared_tryincref(mg_shared *s);
 void mg_shared_decref(mg_shared *s);
 /* Process-unique ids (shared objects, function tokens), never 0. */
 int64_t mg_next_id(void);
