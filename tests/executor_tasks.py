@@ -180,3 +180,22 @@ def slow_square(x: int, seconds: float) -> int:
 
 
 from helpers import work_slices  # noqa: E402,F401  (one implementation for all tests)
+
+
+class FalseyBoolError(Exception):
+    def __bool__(self) -> bool:
+        return False
+
+
+class FalseyLenError(Exception):
+    def __len__(self) -> int:
+        return 0
+
+
+def raise_(exc_type: type[BaseException], msg: str) -> None:
+    raise exc_type(msg)
+
+
+def get(q: Any) -> Any:
+    """Block on a multigil Queue until an item comes."""
+    return q.get()

@@ -505,14 +505,28 @@ def test_garbage_collected_executor_frees_its_workers():
         assert not t.is_alive()
 
 
-def test_workers_start_together_and_stay():
+def test_workers_start_as_tasks_need_them_and_stay():
+    """As ThreadPoolExecutor: a task starts a worker unless one is idle, up to
+    max_workers; a task submitted after the last one finished reuses it."""
+    with InterpreterPoolExecutor(3) as p:
+        assert p._threads == set()      # nothing until the first task
+        ids = {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(20)}
+        assert len(p._threads) == 1 and len(ids) == 1
+        release = Event()
+        started = [Event() for _ in range(5)]
+        futs = [p.submit(tasks.wait_event, s, release, i) for i, s in enumerate(started)]
+        assert all(s.wait(TIMEOUT) for s in started[:3])
+        assert len(p._threads) == 3      # never more than max_workers
+        release.set()
+        assert [f.result(TIMEOUT) for f in futs] == list(range(5))
+        ids |= {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(20)}
+        assert len(ids) <= 3            # the same interpreters, kept warm
+
+
+def test_start_all_starts_every_worker():
     with InterpreterPoolExecutor(2) as p:
-        assert p._pool.slots == []      # nothing until the first task
-        p.submit(tasks.noop).result(TIMEOUT)
-        assert len(p._pool.slots) == 2
-        ids = {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(30)}
-        ids |= {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(30)}
-        assert len(ids) <= 2            # the same interpreters, kept warm
+        p._pool.start_all()
+        assert len(p._threads) == 2
 
 
 def test_submit_during_interpreter_shutdown():
@@ -591,12 +605,107 @@ def test_max_tasks_per_worker_recycles_interpreters():
 
 def test_thread_names():
     with InterpreterPoolExecutor(2, thread_name_prefix="crunch") as p:
-        p.submit(tasks.noop).result(TIMEOUT)
-        names = sorted(s.thread.name for s in p._pool.slots)
+        p._pool.start_all()
+        names = sorted(t.name for t in p._threads)
+        assert p._thread_name_prefix == "crunch"
     assert names == ["crunch_0", "crunch_1"]
+    with InterpreterPoolExecutor(1) as p:
+        assert p._thread_name_prefix.startswith("InterpreterPoolExecutor-")
 
 
 def test_worker_threads_are_not_daemons():
     with InterpreterPoolExecutor(1) as p:
         p.submit(tasks.noop).result(TIMEOUT)
         assert not p._pool.slots[0].thread.daemon
+
+
+# ------------------------------------------ what code written for the stdlib reads --
+
+def test_it_is_a_thread_pool_executor_as_the_stdlibs():
+    assert issubclass(InterpreterPoolExecutor, cf.ThreadPoolExecutor)
+    assert issubclass(BrokenInterpreterPool, cf.thread.BrokenThreadPool)
+    assert InterpreterPoolExecutor.BROKEN is BrokenInterpreterPool
+    with InterpreterPoolExecutor(3) as p:
+        assert p._max_workers == 3 and p._broken is False and p._shutdown is False
+    assert p._shutdown is True
+
+
+def test_saturation_starts_max_workers_threads():
+    blocker = multigil.Queue()
+    p = InterpreterPoolExecutor(4)
+    futs = [p.submit(tasks.get, blocker) for _ in range(15 * p._max_workers)]
+    assert len(p._threads) == p._max_workers
+    for _ in futs:
+        blocker.put_nowait(None)
+    p.shutdown(wait=True)
+    for t in p._threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+
+
+def test_broken_attribute_says_why(caplog):
+    caplog.set_level(logging.CRITICAL, logger="concurrent.futures")
+    p = InterpreterPoolExecutor(1, initializer=tasks.init_fail, initargs=("no",))
+    with pytest.raises(BrokenInterpreterPool):
+        p.submit(tasks.noop).result(TIMEOUT)
+    assert isinstance(p._broken, str) and "initializer failed" in p._broken
+    with pytest.raises(cf.BrokenExecutor):
+        p.submit(tasks.noop)
+    p.shutdown()
+
+
+def test_asyncio_takes_the_pool_as_default_executor():
+    import asyncio
+
+    async def main(pool):
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(pool)
+        here = multigil.interpreters.get_current().id
+        there = await loop.run_in_executor(None, tasks.interp_id)
+        assert there != here
+        return await loop.run_in_executor(None, pow, 2, 10)
+
+    pool = InterpreterPoolExecutor(1)
+    assert asyncio.run(main(pool)) == 1024
+    assert pool._shutdown    # closing the loop shut its default executor down
+
+
+@pytest.mark.parametrize("exc_type", [tasks.FalseyBoolError, tasks.FalseyLenError])
+def test_an_exception_that_is_false_still_raises(pool, exc_type):
+    """gh-132063, fixed in 3.14: Future.result() dropped such exceptions."""
+    with pytest.raises(exc_type, match="falsey"):
+        pool.submit(tasks.raise_, exc_type, "falsey").result(TIMEOUT)
+    with pytest.raises(exc_type, match="falsey"):
+        list(pool.map(tasks.raise_, [exc_type], ["falsey"]))
+
+
+def test_map_buffersize_checks_its_argument(pool):
+    for bad in ("foo", 2.0):
+        with pytest.raises(TypeError, match="buffersize must be an integer or None"):
+            pool.map(str, range(4), buffersize=bad)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="buffersize must be None or > 0"):
+            pool.map(str, range(4), buffersize=bad)
+
+
+def test_map_buffersize_as_in_3_14(pool):
+    for buffersize in (1, 2, 4, 8):
+        assert list(pool.map(str, range(4), buffersize=buffersize)) == ["0", "1", "2", "3"]
+        assert list(pool.map(tasks.add, range(4), range(4), buffersize=buffersize)) == [0, 2, 4, 6]
+    endless = pool.map(str, itertools.count(), buffersize=2)
+    assert [next(endless) for _ in range(3)] == ["0", "1", "2"]
+    endless.close()
+    both = pool.map(tasks.add, itertools.count(), itertools.count(), buffersize=2)
+    assert [next(both) for _ in range(3)] == [0, 2, 4]
+    both.close()
+    assert next(pool.map(str, [], buffersize=2), None) is None
+    assert next(pool.map(str, buffersize=2), None) is None    # no iterables at all
+    assert list(pool.map(str)) == []
+
+
+def test_map_buffersize_reads_no_more_than_the_buffer():
+    ints = iter(range(4))
+    p = InterpreterPoolExecutor(2)
+    p.map(str, ints, buffersize=2)
+    p.shutdown(wait=True)
+    assert next(ints) == 2

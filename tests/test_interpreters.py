@@ -522,6 +522,16 @@ def test_numpy_refuses_cleanly(interp):
     assert interp.call(helpers.add, 3, 4) == 7
 
 
+def test_argument_whose_module_refuses_raises_that_import_error(interp):
+    """What cannot cross because its module refuses isolated interpreters
+    says so: the InterpreterImportError itself, not "args not shareable"."""
+    np = pytest.importorskip("numpy")
+    with pytest.raises(multigil.InterpreterImportError, match="numpy") as info:
+        interp.call(helpers.identity, np.arange(3))
+    assert isinstance(info.value.__cause__, ExecutionFailed)
+    assert interp.call(helpers.add, 3, 4) == 7
+
+
 @pytest.mark.parametrize("module", ["_testsinglephase", "msgpack._cmsgpack"])
 def test_single_phase_extension_in_fresh_interpreters_does_not_abort(module):
     """Four threads first-importing a single-phase-init extension in fresh

@@ -425,6 +425,13 @@ call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
 PyObject *
 mg_not_rebuilt(mg_state *sub, const char *what)
 {
+    /* An ImportError (a module that does not import here, such as one that
+     * refuses isolated interpreters) says it best, and the process fallback
+     * looks for it: it passes unchanged, as interrupts and MemoryError do. */
+    if (!PyErr_ExceptionMatches(PyExc_Exception) || PyErr_ExceptionMatches(PyExc_ImportError)
+        || PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return NULL;
+    }
     return mg_raise(sub, MG_ERR_NOT_SHAREABLE,
                     "%s not shareable: could not be rebuilt (unpickled) in interpreter %lld",
                     what, (long long)PyInterpreterState_GetID(PyInterpreterState_Get()));

@@ -60,12 +60,13 @@ void mg_call_clear(mg_call *c);
  * argument tuple, in C).  A callable that may need a frame (eval, exec,
  * globals, ...) is called in module-level code whose namespace is __main__'s.
  * The result (a new reference), or NULL with its exception set.  A function
- * that cannot be rebuilt here raises NotShareableError "func not shareable"
- * and sets *crossing (if not NULL) to 1; else *crossing is left alone. */
+ * that cannot be rebuilt here raises as mg_not_rebuilt(sub, "func") and sets
+ * *crossing (if not NULL) to 1; else *crossing is left alone. */
 PyObject *mg_call_invoke(mg_state *sub, const mg_call *c, int *crossing);
 /* In the target, when what was sent (`what`: "args", "func", ...) could not
  * be decoded there: NotShareableError "<what> not shareable", as the stdlib
- * says it, the decoding error as its __cause__.  Returns NULL. */
+ * says it, the decoding error as its __cause__ -- unless that error is an
+ * ImportError, MemoryError or interrupt, which stays.  Returns NULL. */
 PyObject *mg_not_rebuilt(mg_state *sub, const char *what);
 
 /*************************************************************************

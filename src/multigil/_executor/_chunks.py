@@ -68,8 +68,9 @@ def make_bar(progress: bool | Mapping[str, Any], total: int | None) -> Any:
 
 
 def _length(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """How many argument tuples zip(*iterables) yields, if their lengths say."""
     try:
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+        return min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]
     except TypeError:
         return None
 

@@ -3,7 +3,8 @@
 :class:`InterpreterFuture` is a :class:`concurrent.futures.Future` with one
 addition: ``cancel(interrupt=True)`` also stops a task that is already running
 (the worker raises :class:`~multigil.TaskCancelled` in it and goes on with the
-next task).  Plain ``cancel()`` behaves exactly as in the standard library.
+next task).  Plain ``cancel()`` behaves exactly as in the standard library,
+and ``result()`` as in 3.14 (an exception that is false still raises).
 
 The future knows nothing of pools: to stop its running task it calls the one
 callable the pool gave it (``_stop``).  The state changes the pool makes go
@@ -76,6 +77,19 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
             return False
         # False from stop(): the task has just ended, or someone else stopped it.
         return stop(self) or self.cancelled()
+
+    def _Future__get_result(self) -> Any:
+        # What Future.result() returns or raises once done.  Before Python
+        # 3.14 it tested ``if self._exception:``, so an exception whose
+        # __bool__ or __len__ says false was dropped and result() returned
+        # None (gh-132063); on every version here it propagates.
+        exc = self._exception
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                del exc     # no cycle through this frame
+        return self._result
 
     # ------------------------------------------------------------ pool side --
 

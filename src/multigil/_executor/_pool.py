@@ -8,8 +8,10 @@ task, ``on_start`` turns its future RUNNING (or skips a cancelled one),
 reference to the pool's internals: only the one callable that stops its task,
 given when a worker starts it.
 
-Each worker is an OS thread that creates its own interpreter (the workers of a
-pool are created in parallel, each under its own GIL), runs the initializer
+Each worker is an OS thread that creates its own interpreter (a task starts a
+worker unless one is idle, up to max_workers, as ThreadPoolExecutor does; the
+workers of a burst are created in parallel, each under its own GIL), runs the
+initializer
 there, then enters it once and stays inside, in ``_core.Worker.run()``: a task
 costs two hand-offs through native memory and no thread switch besides the
 worker's own, since the worker completes the future itself.  When ``run()``
@@ -39,7 +41,8 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import BrokenExecutor, CancelledError
+from concurrent.futures import CancelledError
+from concurrent.futures.thread import BrokenThreadPool
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -54,10 +57,11 @@ __all__ = ["BrokenInterpreterPool", "_Pool", "default_max_workers"]
 LOGGER = logging.getLogger("concurrent.futures")
 
 
-class BrokenInterpreterPool(BrokenExecutor):
+class BrokenInterpreterPool(BrokenThreadPool):
     """The pool cannot run tasks any more: a worker's initializer failed, or a
     worker interpreter could not be created.  Tasks that had not started fail
-    with this error; ``submit`` raises it."""
+    with this error; ``submit`` raises it.  (A ``BrokenThreadPool``, hence a
+    ``concurrent.futures.BrokenExecutor``, as the stdlib's.)"""
 
 
 def default_max_workers() -> int:
@@ -179,7 +183,14 @@ class _Slot:
         return False
 
     def on_done(self, tid: int, ok: bool | None, value: Any) -> None:
-        task = self.pool.pending.pop(tid, None)
+        pool = self.pool
+        if pool.queue.empty():
+            # Idle from now on, as ThreadPoolExecutor's workers count
+            # themselves: told before the future completes, so that the next
+            # submit of a caller that waited for it finds this worker idle.
+            with pool.lock:
+                pool.idle += 1
+        task = pool.pending.pop(tid, None)
         if task is None:
             return
         if task.deadline is not None:
@@ -262,6 +273,9 @@ class _Pool:
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
         self.slots: list[_Slot] = []
+        # Workers that found the queue empty after a task and were not
+        # claimed by a submit since (ThreadPoolExecutor's idle semaphore).
+        self.idle = 0
         self.shutdown_flag = False
         self.broken: str | None = None
         with _global_lock:
@@ -302,23 +316,37 @@ class _Pool:
             except BaseException:
                 del self.pending[tid]
                 raise
-            if not self.slots:
-                self._start_workers()
+            self._adjust_workers()
         return task
 
-    def _start_workers(self) -> None:
-        """Start every worker at once: each creates its interpreter in parallel."""
-        for i in range(self.max_workers):
-            slot = _Slot(self)
-            t = threading.Thread(target=slot.main, name=f"{self.name}_{i}")
-            slot.thread = t
-            self.slots.append(slot)
-            try:
-                t.start()
-            except BaseException as exc:
-                slot.ended.set()
-                self.broken = f"could not start a worker thread: {exc}"
-                raise
+    def _adjust_workers(self) -> None:
+        """For a task just queued: claim an idle worker, or start one more if
+        fewer than max_workers run, as ThreadPoolExecutor does.  A burst of
+        tasks starts its workers at once: each creates its interpreter in
+        parallel, under its own GIL.  Called with self.lock held."""
+        if self.idle > 0:
+            self.idle -= 1
+        elif len(self.slots) < self.max_workers:
+            self._start_worker()
+
+    def start_all(self) -> None:
+        """Start every worker now rather than as tasks come."""
+        with self.lock:
+            self.check_open()
+            while len(self.slots) < self.max_workers:
+                self._start_worker()
+
+    def _start_worker(self) -> None:
+        slot = _Slot(self)
+        t = threading.Thread(target=slot.main, name=f"{self.name}_{len(self.slots)}")
+        slot.thread = t
+        self.slots.append(slot)
+        try:
+            t.start()
+        except BaseException as exc:
+            slot.ended.set()
+            self.broken = f"could not start a worker thread: {exc}"
+            raise
 
     def initialize(self, interp: interpreters.Interpreter) -> None:
         if self.shared:
@@ -453,6 +481,7 @@ def _after_fork_in_child() -> None:
         pool.lock = threading.Lock()
         pool.broken = "the pool's workers do not exist in a forked child process"
         pool.slots = []
+        pool.idle = 0
         pool.pending.clear()
 
 
