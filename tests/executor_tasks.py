@@ -199,3 +199,13 @@ def raise_(exc_type: type[BaseException], msg: str) -> None:
 def get(q: Any) -> Any:
     """Block on a multigil Queue until an item comes."""
     return q.get()
+
+class Box:
+    """A result that can be weakly referenced."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def box(x: Any) -> Box:
+    return Box(x)

@@ -546,15 +546,17 @@ def test_submit_during_interpreter_shutdown():
     assert "cannot schedule new futures after" in proc.stdout
 
 
-def test_exit_finishes_submitted_work():
-    """As with the stdlib: the program does not exit before queued work is done."""
-    proc = run_script("""
+@pytest.mark.parametrize("ending", ["pool.shutdown(wait=False)", "pass  # no shutdown"])
+def test_exit_finishes_submitted_work(ending):
+    """As with the stdlib: the program does not exit before queued work is
+    done, whether the pool was shut down without waiting or not at all."""
+    proc = run_script(f"""
         from multigil import InterpreterPoolExecutor
         import executor_tasks as tasks
         pool = InterpreterPoolExecutor(1)
         futs = [pool.submit(tasks.square, i) for i in range(100)]
         futs[-1].add_done_callback(lambda f: print("last", f.result(), flush=True))
-        pool.shutdown(wait=False)
+        {ending}
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "last 9801"
@@ -709,3 +711,41 @@ def test_map_buffersize_reads_no_more_than_the_buffer():
     p.map(str, ints, buffersize=2)
     p.shutdown(wait=True)
     assert next(ints) == 2
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_keeps_no_reference_to_a_result_it_yielded(pool, ordered, chunksize):
+    """As the stdlib's (bpo-14406): once yielded, a result is the caller's alone."""
+    for obj in pool.map(tasks.box, range(8), chunksize=chunksize, ordered=ordered):
+        ref = weakref.ref(obj)
+        del obj
+        gc.collect()
+        assert ref() is None
+
+
+def test_amap_keeps_no_reference_to_a_result_it_yielded(pool):
+    import asyncio
+
+    async def main():
+        async for obj in pool.amap(tasks.box, range(8), chunksize=4):
+            ref = weakref.ref(obj)
+            del obj
+            gc.collect()
+            assert ref() is None
+
+    asyncio.run(main())
+
+
+def test_shutdown_cancel_futures_runs_the_tasks_that_started_workers():
+    """A task that starts a worker is RUNNING at once (a thread pool's new
+    thread takes its task at once; an interpreter takes longer to start): so
+    shutdown(cancel_futures=True) right after a burst runs those, and cancels
+    the rest."""
+    p = InterpreterPoolExecutor(3)
+    futs = [p.submit(tasks.square, i) for i in range(30)]
+    assert [f.running() or f.done() for f in futs[:3]] == [True] * 3
+    p.shutdown(cancel_futures=True)
+    assert [f.result(TIMEOUT) for f in futs[:3]] == [0, 1, 4]
+    assert all(f.cancelled() or f.result(TIMEOUT) == i * i for i, f in enumerate(futs))
+    assert sum(f.cancelled() for f in futs) >= 20

@@ -344,9 +344,12 @@ async def _aiterate(run_factory: Callable[[Callable[[Any], object] | None], _chu
                     continue
             results = run.consume(fut)
             del fut
-            for r in results:
-                yield r
+            n = len(results)
+            items = _chunks.handing_out(results)
             del results
+            for _ in range(n):
+                yield next(items)
+            del items
             run.raise_error()
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.stop(interrupt=True)

@@ -23,6 +23,7 @@ Chunk size, unless given:
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import time
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ._future import InterpreterFuture
     from ._pool import _Pool, _Task
 
-__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate"]
+__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate", "handing_out"]
 
 #: Most items a chunk gets when map chooses the size.
 CHUNK_CAP = 4096
@@ -296,16 +297,27 @@ def iterate(run: MapRun, end_time: float | None,
                     raise TimeoutError from None
                 if fut not in run.live:
                     continue
-            results = run.consume(fut)
+            yield from handing_out(run.consume(fut))
             del fut
-            yield from results
-            del results
             run.raise_error()
     except KeyboardInterrupt:
         run.stop(interrupt=True)
         raise
     finally:
         run.stop()
+
+
+_END = object()
+
+
+def handing_out(results: list[Any]) -> Iterator[Any]:
+    """The items of `results`, each let go of as it is handed out: the
+    iterator of a map keeps no reference to a result once yielded (as the
+    stdlib's, bpo-14406).  The list is emptied."""
+    items = collections.deque(results)
+    results.clear()
+    items.append(_END)
+    return iter(items.popleft, _END)
 
 
 def _wait(fut: InterpreterFuture, end_time: float | None) -> None:

@@ -94,11 +94,15 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     # ------------------------------------------------------------ pool side --
 
     def _mg_start(self) -> bool:
-        """PENDING -> RUNNING; False (and waiters told) if it was cancelled."""
+        """PENDING -> RUNNING; True if RUNNING already (the pool marks a task
+        that starts a worker RUNNING at once); False (and waiters told) if it
+        was cancelled or completed meanwhile."""
         with self._condition:
             state = self._state
             if state == PENDING:
                 self._state = RUNNING
+                return True
+            if state == RUNNING:
                 return True
             if state == CANCELLED:  # through Future.cancel(self)
                 self._state = CANCELLED_AND_NOTIFIED
@@ -107,11 +111,12 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         return False
 
     def _mg_fail_pending(self, exc: BaseException) -> bool:
-        """Fail a task that has not started (broken pool)."""
+        """Fail a task that no worker has taken (broken pool)."""
         with self._condition:
-            if self._state != PENDING:
+            if self._state == PENDING:
+                self._state = RUNNING  # so that set_exception() accepts it
+            elif self._state != RUNNING:
                 return False
-            self._state = RUNNING  # so that set_exception() accepts it
         self._mg_complete(exc=exc)
         return True
 

@@ -316,18 +316,30 @@ class _Pool:
             except BaseException:
                 del self.pending[tid]
                 raise
-            self._adjust_workers()
+            self._adjust_workers(task)
         return task
 
-    def _adjust_workers(self) -> None:
+    def _adjust_workers(self, task: _Task) -> None:
         """For a task just queued: claim an idle worker, or start one more if
         fewer than max_workers run, as ThreadPoolExecutor does.  A burst of
         tasks starts its workers at once: each creates its interpreter in
-        parallel, under its own GIL.  Called with self.lock held."""
+        parallel, under its own GIL.  Called with self.lock held.
+
+        A task that starts a worker is RUNNING from then on: a new thread of
+        a ThreadPoolExecutor takes its task at once, this one must create its
+        interpreter first, and ``shutdown(cancel_futures=True)`` must not
+        cancel the tasks that would have started meanwhile.  Until a worker
+        takes it, stopping it (``cancel(interrupt=True)``) just cancels it."""
         if self.idle > 0:
             self.idle -= 1
         elif len(self.slots) < self.max_workers:
             self._start_worker()
+            fut = task.future
+            fut._stop = partial(self._stop_untaken, task.tid)
+            fut._mg_start()
+
+    def _stop_untaken(self, tid: int, fut: InterpreterFuture) -> bool:
+        return self.stop_task(tid)
 
     def start_all(self) -> None:
         """Start every worker now rather than as tasks come."""
@@ -377,7 +389,9 @@ class _Pool:
             return False
         task.stop = "timeout" if timed_out else "cancel"
         worker = task.worker
-        if worker is None:  # pragma: no cover - set before RUNNING
+        if worker is None:
+            # RUNNING but not taken by a worker yet (_adjust_workers): the
+            # worker that takes it skips it, as it does a cancelled task.
             return True
         # The worker made the task current before on_start turned the future
         # RUNNING, so this hits unless the task has just ended.
@@ -393,7 +407,8 @@ class _Pool:
             if self.broken:
                 return
             self.broken = message
-            waiting = [t for t in self.pending.values() if not t.future.running()]
+            # not taken by a worker yet (some RUNNING: see _adjust_workers)
+            waiting = [t for t in self.pending.values() if t.worker is None]
             self.queue.close()
         for task in waiting:
             self.pending.pop(task.tid, None)
