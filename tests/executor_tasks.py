@@ -209,3 +209,13 @@ class Box:
 
 def box(x: Any) -> Box:
     return Box(x)
+
+
+def module_name() -> str:
+    """The __name__ of the globals this function runs in."""
+    return __name__
+
+
+def ready_then_block(taskid: int, ready: Any, blocker: Any) -> None:
+    ready.put_nowait(taskid)
+    blocker.get()

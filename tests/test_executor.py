@@ -749,3 +749,91 @@ def test_shutdown_cancel_futures_runs_the_tasks_that_started_workers():
     assert [f.result(TIMEOUT) for f in futs[:3]] == [0, 1, 4]
     assert all(f.cancelled() or f.result(TIMEOUT) == i * i for i, f in enumerate(futs))
     assert sum(f.cancelled() for f in futs) >= 20
+
+
+# --------------------------------- differences from the stdlib, by design --
+# (docs/executor.md, "Differences from the standard library")
+
+def test_by_design_closures_bound_methods_and_local_instances_are_accepted(pool):
+    """The stdlib's InterpreterPoolExecutor refuses them (NotShareableError);
+    here they travel by value."""
+    spam = 41
+
+    def closure():
+        return spam + 1
+
+    class Local:
+        def __init__(self):
+            self.value = "local"
+
+        def method(self):
+            return self.value * 2
+
+    assert pool.submit(closure).result(TIMEOUT) == 42
+    assert pool.submit(lambda: "lambda").result(TIMEOUT) == "lambda"
+    assert pool.submit(Local().method).result(TIMEOUT) == "locallocal"
+    assert pool.submit(Local).result(TIMEOUT).value == "local"
+    with InterpreterPoolExecutor(1, initializer=lambda: None) as p:
+        assert p.submit(closure).result(TIMEOUT) == 42
+
+
+def test_by_design_main_functions_see_main_and_module_functions_their_module():
+    proc = run_script("""
+        from multigil import InterpreterPoolExecutor
+        import executor_tasks
+
+        def name():
+            return __name__
+
+        if __name__ == "__main__":
+            with InterpreterPoolExecutor(1) as p:
+                print(p.submit(name).result(), p.submit(executor_tasks.module_name).result())
+    """)
+    assert proc.returncode == 0, proc.stderr
+    # the stdlib: "<fake __main__>" for the first
+    assert proc.stdout.split() == ["__main__", "executor_tasks"]
+
+
+# ------------------------------------ CPython 3.14's interpreter pool tests --
+# (Lib/test/test_concurrent_futures/test_interpreter_pool.py, written anew)
+
+def test_tasks_that_block_do_not_starve_the_pool():
+    """Ten tasks on four workers, each telling it is ready and then waiting:
+    release the ready ones, and every task gets its turn."""
+    ready, blocker = multigil.Queue(), multigil.Queue()
+    with InterpreterPoolExecutor(4) as p:
+        futs = [p.submit(tasks.ready_then_block, i, ready, blocker) for i in range(10)]
+        seen = []
+        while len(seen) < 10:
+            seen.append(ready.get(timeout=TIMEOUT))
+            blocker.put_nowait(None)
+        cf.wait(futs, timeout=TIMEOUT)
+    assert sorted(seen) == list(range(10))
+    assert all(f.result() is None for f in futs)
+
+
+def test_initializer_error_is_logged_with_the_remote_traceback(caplog):
+    caplog.set_level(logging.CRITICAL, logger="concurrent.futures")
+    with InterpreterPoolExecutor(1, initializer=tasks.raise_, initargs=(Exception, "spam")) as p:
+        with pytest.raises(BrokenInterpreterPool) as info:
+            p.submit(tasks.noop).result(TIMEOUT)
+    assert type(info.value.__cause__) is Exception and str(info.value.__cause__) == "spam"
+    assert "Exception in initializer" in caplog.text
+    assert "ExecutionFailed: Exception: spam" in caplog.text
+    assert "Uncaught in the interpreter:" in caplog.text
+
+
+def test_run_in_executor_cancelled_before_it_runs_calls_nothing_back():
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    pool = InterpreterPoolExecutor(1)
+    try:
+        loop.set_default_executor(pool)
+        fut = loop.run_in_executor(None, tasks.square, 3)
+        fut.cancel()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert fut.cancelled()
+    finally:
+        loop.close()
+    assert pool._shutdown

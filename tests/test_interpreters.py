@@ -96,6 +96,24 @@ def test_call_lambda_and_closure(interp):
     assert interp.call(make_adder(5), 10) == 15
 
 
+def test_by_design_closures_bound_methods_and_local_instances_cross(interp):
+    """The stdlib refuses them (NotShareableError); they travel by value here."""
+    class Local:
+        def __init__(self, value):
+            self.value = value
+
+        def get(self):
+            return self.value
+
+    def make_closure(value):
+        return lambda: value
+
+    assert interp.call(Local(7).get) == 7
+    assert interp.call(Local, 8).value == 8
+    assert interp.call(make_closure(9)) == 9
+    assert interp.call(helpers.identity, make_closure(10))() == 10
+
+
 def test_main_function_sent_by_value_without_rerunning_script():
     proc = run_script("""
         print("script ran")
@@ -104,13 +122,18 @@ def test_main_function_sent_by_value_without_rerunning_script():
         def square(x):
             return x * x
 
+        def name():
+            return __name__
+
         if __name__ == "__main__":
             with interpreters.create() as it:
                 print("result", it.call(square, 7))
+                print("name", it.call(name))
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n").count("script ran") == 1
     assert "result 49" in proc.stdout
+    assert "name __main__" in proc.stdout      # by design; the stdlib: "<fake __main__>"
     assert proc.stderr == ""
 
 
@@ -160,6 +183,16 @@ def test_arguments_that_cannot_be_rebuilt_raise_not_shareable(interp):
     with pytest.raises(NotShareableError, match="^func not shareable"):
         interp.call(helpers.FailsToUnpickle())
     assert interp.call(helpers.add, 1, 2) == 3
+
+
+def test_exec_of_a_function_with_parameters_is_refused(interp):
+    def with_args(a, *, b=1):
+        pass
+
+    for fn in (with_args, helpers.identity, lambda *args: None, lambda **kw: None):
+        with pytest.raises(ValueError, match="without parameters"):
+            interp.exec(fn)
+    interp.exec(helpers.noop)
 
 
 def test_exec_of_a_function_raises_execution_failed(interp):
@@ -237,6 +270,18 @@ def test_eval_exec_and_dir_run_in_main():
         it.call(exec, "ham = spam + 1")        # exec binds in __main__ ...
         it.exec("assert ham == 43")           # ... where exec() of source runs
         assert it.call(helpers.main_has, "ham")
+
+
+def test_main_namespace_of_a_new_interpreter_as_the_stdlibs():
+    from _frozen_importlib import BuiltinImporter
+
+    with interpreters.create() as it:
+        names = [n for n in it.call(dir) if n != "__annotations__"]   # 3.13 has it too
+        assert names == ["__builtins__", "__doc__", "__loader__", "__name__", "__package__",
+                         "__spec__"]
+        values = {name: it.call(eval, name) for name in names if name != "__builtins__"}
+    assert values == {"__name__": "__main__", "__doc__": None, "__spec__": None,
+                      "__package__": None, "__loader__": BuiltinImporter}
 
 
 def test_globals_locals_vars_are_mains_namespace():

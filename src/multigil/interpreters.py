@@ -179,6 +179,10 @@ class Interpreter:
             if failure is not None:
                 raise ExecutionFailed(ExcInfo(failure))
         elif callable(code):
+            co = getattr(code, "__code__", None)
+            if co is not None and (co.co_argcount or co.co_kwonlyargcount or co.co_flags & 0xC):
+                # as the stdlib: positional, keyword-only, *args or **kwargs
+                raise ValueError(f"exec() takes a function without parameters, not {code!r}")
             ok, value = _core.call(self._id, code, (), None)
             if not ok:
                 raise _call_failure(ok, value)
