@@ -341,9 +341,8 @@ queue_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (from_id == NULL) {
         return NULL;
     }
-    PyObject *res = Py_BuildValue("(N(Ll))", from_id, (long long)mg_queue_id(QUEUE_RAW(self)),
-                                  (long)getpid());
-    return res;
+    return Py_BuildValue("(N(Ll))", from_id, (long long)mg_queue_id(QUEUE_RAW(self)),
+                         (long)getpid());
 }
 
 PyDoc_STRVAR(queue_from_id__doc__,
@@ -352,15 +351,11 @@ PyDoc_STRVAR(queue_from_id__doc__,
 "Queue is rebuilt.  ValueError if it does not exist (any more).");
 
 static PyObject *
-queue_from_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+queue_from_id(PyObject *module, PyObject *args)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_queue_from_id(id, pid)");
-        return NULL;
-    }
-    long long id = PyLong_AsLongLong(args[0]);
-    long pid = id == -1 && PyErr_Occurred() ? -1 : PyLong_AsLong(args[1]);
-    if (pid == -1 && PyErr_Occurred()) {
+    long long id;
+    long pid;
+    if (!PyArg_ParseTuple(args, "Ll:_queue_from_id", &id, &pid)) {
         return NULL;
     }
     if (pid != (long)getpid()) {
@@ -381,8 +376,7 @@ queue_from_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef queue_functions[] = {
-    {"_queue_from_id", (PyCFunction)(void (*)(void))queue_from_id, METH_FASTCALL,
-     queue_from_id__doc__},
+    {"_queue_from_id", queue_from_id, METH_VARARGS, queue_from_id__doc__},
     {NULL, NULL, 0, NULL},
 };
 
