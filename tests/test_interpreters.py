@@ -292,6 +292,28 @@ def test_globals_locals_vars_are_mains_namespace():
             assert ns["__name__"] == "__main__" and ns["spam"] == 1, fn
 
 
+def test_frame_needing_calls_from_threads_at_once_get_their_own_results():
+    """Several threads may call into one interpreter at once, and its GIL
+    switches between them in the middle of a call: each still gets its own."""
+    with interpreters.create() as it:
+        errors = []
+
+        def run(k):
+            try:
+                for i in range(300):
+                    assert it.call(eval, f"({k}, {i})") == (k, i)
+            except BaseException as exc:   # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+        it.call(sys.setswitchinterval, 1e-6)     # its own GIL's interval
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+
+
 def test_wrapped_builtins_get_the_frame_too():
     # functools.partial is a C callable: it can reach eval without a frame
     # of its own, so it gets one as well

@@ -9,7 +9,7 @@
     X(SharedBufferType) X(ForeignBufferType) X(LockType) X(RLockType) X(EventType) \
     X(SemaphoreType) X(BoundedSemaphoreType) X(ConditionType) X(QueueType) \
     X(pickle_dumps) X(pickle_loads) X(remote_module) X(fn_by_token) X(ref_by_fn) \
-    X(main_frame_code) X(pending_result)
+    X(main_frame_code)
 
 int
 mg_state_traverse(mg_state *st, visitproc visit, void *arg)

@@ -92,11 +92,7 @@ struct mg_state {
     /* function caches of the call path (call.c) */
     PyObject *fn_by_token;              /* dict: token of a function sent here -> function */
     PyObject *ref_by_fn;                /* dict: function sent from here -> (token, pickled) */
-    /* calls of C callables in __main__'s frame (call.c) */
-    PyObject *main_frame_code;          /* module-level code that runs the pending call */
-    const void *pending_call;           /* the call it runs next (borrowed, while it runs) */
-    PyObject *pending_fn;               /* its function (borrowed, while it runs) */
-    PyObject *pending_result;           /* what it returned (owned, until taken) */
+    PyObject *main_frame_code;          /* call.c: the frame C callables are called in */
     mg_interp *interp;                  /* interp.c: this interpreter's registry entry */
 };
 

@@ -306,9 +306,23 @@ call_now(mg_state *sub, PyObject *fn, const mg_call *c)
  * frame.
  *
  * The code is `<const>()`, its constant the C function run_pending below,
- * which runs the call that call_in_main_frame left in the state (the code
- * cannot name it: any name would show in __main__'s namespace). */
+ * which runs the call that call_in_main_frame left pending for this thread
+ * (the code cannot name it: any name would show in __main__'s namespace). */
+
+/* Process-global constant table (read-only, no lock needed). */
 static const char *const frame_builtins[] = {"eval", "exec", "globals", "locals", "vars", "dir"};
+
+/* A call left for run_pending, on call_in_main_frame's stack. */
+typedef struct {
+    const mg_call *call;        /* NULL once run_pending took it */
+    PyObject *fn;               /* borrowed */
+    PyObject *result;           /* what it returned (a new reference) */
+} pending_call;
+
+/* The call this thread's main-frame code runs next.  Thread-local: each
+ * thread runs its own calls, and calls nested in one (through another
+ * interpreter) save and restore it.  Owner: the thread itself; no lock. */
+static _Thread_local pending_call *pending = NULL;
 
 static int
 needs_frame(PyObject *fn)
@@ -340,22 +354,18 @@ static PyObject *
 run_pending(PyObject *capsule, PyObject *Py_UNUSED(ignored))
 {
     mg_state *sub = PyCapsule_GetPointer(capsule, NULL);
-    if (sub == NULL) {
-        return NULL;
-    }
-    const mg_call *c = sub->pending_call;
-    PyObject *fn = sub->pending_fn;
-    if (c == NULL || fn == NULL) {
+    pending_call *p = pending;
+    if (sub == NULL || p == NULL || p->call == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "multigil: no call is pending");
         return NULL;
     }
-    sub->pending_call = NULL;       /* taken: a nested call may set its own */
-    sub->pending_fn = NULL;
-    PyObject *result = call_now(sub, fn, c);
+    const mg_call *c = p->call;
+    p->call = NULL;             /* taken: it runs once */
+    PyObject *result = call_now(sub, p->fn, c);
     if (result == NULL) {
         return NULL;
     }
-    Py_XSETREF(sub->pending_result, result);
+    Py_XSETREF(p->result, result);
     Py_RETURN_NONE;
 }
 
@@ -394,13 +404,12 @@ call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
         return NULL;
     }
     PyObject *ns = PyModule_GetDict(main_mod);
-    sub->pending_call = c;
-    sub->pending_fn = fn;
+    pending_call p = {c, fn, NULL};
+    pending_call *outer = pending;
+    pending = &p;
     PyObject *none = PyEval_EvalCode(code, ns, ns);
-    sub->pending_call = NULL;
-    sub->pending_fn = NULL;
-    PyObject *result = sub->pending_result;
-    sub->pending_result = NULL;
+    pending = outer;
+    PyObject *result = p.result;
     if (none != NULL) {
         Py_DECREF(none);
         return result;
