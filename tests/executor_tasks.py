@@ -192,3 +192,42 @@ def slow_square(x: int, seconds: float) -> int:
 
 
 from helpers import work_slices  # noqa: E402,F401  (one implementation for all tests)
+
+
+class FalseyBoolError(Exception):
+    def __bool__(self) -> bool:
+        return False
+
+
+class FalseyLenError(Exception):
+    def __len__(self) -> int:
+        return 0
+
+
+def raise_(exc_type: type[BaseException], msg: str) -> None:
+    raise exc_type(msg)
+
+
+def get(q: Any) -> Any:
+    """Block on a multigil Queue until an item comes."""
+    return q.get()
+
+class Box:
+    """A result that can be weakly referenced."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def box(x: Any) -> Box:
+    return Box(x)
+
+
+def module_name() -> str:
+    """The __name__ of the globals this function runs in."""
+    return __name__
+
+
+def ready_then_block(taskid: int, ready: Any, blocker: Any) -> None:
+    ready.put_nowait(taskid)
+    blocker.get()

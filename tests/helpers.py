@@ -28,6 +28,35 @@ def raise_value_error(msg: str) -> None:
     raise ValueError(msg)
 
 
+def hold(started: Any, release: Any) -> None:
+    """Signal `started`, then block until `release` (multigil Events)."""
+    started.set()
+    release.wait(60)
+
+
+def put_unshareable() -> None:
+    """Raise a NotShareableError of its own: a queue refuses a lock."""
+    import threading
+
+    import multigil
+
+    multigil.Queue().put(threading.Lock())
+
+
+class FailsToUnpickle:
+    """Pickles, but its unpickling raises (as CPython's PickleShenanigans)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        if refuse:
+            raise RuntimeError("refused to unpickle")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (True,))
+
+    def __call__(self) -> None:
+        return None
+
+
 def raise_system_exit(code: int) -> None:
     sys.exit(code)
 
@@ -121,3 +150,9 @@ class ExecInThread:
         assert not self.thread.is_alive(), "interpreter thread did not finish"
         if self.error is not None:
             raise self.error
+
+
+def unpickle_and_put(data: bytes, item: Any) -> None:
+    import pickle
+
+    pickle.loads(data).put(item)

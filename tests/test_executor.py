@@ -505,14 +505,28 @@ def test_garbage_collected_executor_frees_its_workers():
         assert not t.is_alive()
 
 
-def test_workers_start_together_and_stay():
+def test_workers_start_as_tasks_need_them_and_stay():
+    """As ThreadPoolExecutor: a task starts a worker unless one is idle, up to
+    max_workers; a task submitted after the last one finished reuses it."""
+    with InterpreterPoolExecutor(3) as p:
+        assert p._threads == set()      # nothing until the first task
+        ids = {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(20)}
+        assert len(p._threads) == 1 and len(ids) == 1
+        release = Event()
+        started = [Event() for _ in range(5)]
+        futs = [p.submit(tasks.wait_event, s, release, i) for i, s in enumerate(started)]
+        assert all(s.wait(TIMEOUT) for s in started[:3])
+        assert len(p._threads) == 3      # never more than max_workers
+        release.set()
+        assert [f.result(TIMEOUT) for f in futs] == list(range(5))
+        ids |= {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(20)}
+        assert len(ids) <= 3            # the same interpreters, kept warm
+
+
+def test_start_all_starts_every_worker():
     with InterpreterPoolExecutor(2) as p:
-        assert p._pool.slots == []      # nothing until the first task
-        p.submit(tasks.noop).result(TIMEOUT)
-        assert len(p._pool.slots) == 2
-        ids = {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(30)}
-        ids |= {p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(30)}
-        assert len(ids) <= 2            # the same interpreters, kept warm
+        p._pool.start_all()
+        assert len(p._threads) == 2
 
 
 def test_submit_during_interpreter_shutdown():
@@ -532,15 +546,17 @@ def test_submit_during_interpreter_shutdown():
     assert "cannot schedule new futures after" in proc.stdout
 
 
-def test_exit_finishes_submitted_work():
-    """As with the stdlib: the program does not exit before queued work is done."""
-    proc = run_script("""
+@pytest.mark.parametrize("ending", ["pool.shutdown(wait=False)", "pass  # no shutdown"])
+def test_exit_finishes_submitted_work(ending):
+    """As with the stdlib: the program does not exit before queued work is
+    done, whether the pool was shut down without waiting or not at all."""
+    proc = run_script(f"""
         from multigil import InterpreterPoolExecutor
         import executor_tasks as tasks
         pool = InterpreterPoolExecutor(1)
         futs = [pool.submit(tasks.square, i) for i in range(100)]
         futs[-1].add_done_callback(lambda f: print("last", f.result(), flush=True))
-        pool.shutdown(wait=False)
+        {ending}
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "last 9801"
@@ -591,12 +607,233 @@ def test_max_tasks_per_worker_recycles_interpreters():
 
 def test_thread_names():
     with InterpreterPoolExecutor(2, thread_name_prefix="crunch") as p:
-        p.submit(tasks.noop).result(TIMEOUT)
-        names = sorted(s.thread.name for s in p._pool.slots)
+        p._pool.start_all()
+        names = sorted(t.name for t in p._threads)
+        assert p._thread_name_prefix == "crunch"
     assert names == ["crunch_0", "crunch_1"]
+    with InterpreterPoolExecutor(1) as p:
+        assert p._thread_name_prefix.startswith("InterpreterPoolExecutor-")
 
 
 def test_worker_threads_are_not_daemons():
     with InterpreterPoolExecutor(1) as p:
         p.submit(tasks.noop).result(TIMEOUT)
         assert not p._pool.slots[0].thread.daemon
+
+
+# ------------------------------------------ what code written for the stdlib reads --
+
+def test_it_is_a_thread_pool_executor_as_the_stdlibs():
+    assert issubclass(InterpreterPoolExecutor, cf.ThreadPoolExecutor)
+    assert issubclass(BrokenInterpreterPool, cf.thread.BrokenThreadPool)
+    assert InterpreterPoolExecutor.BROKEN is BrokenInterpreterPool
+    with InterpreterPoolExecutor(3) as p:
+        assert p._max_workers == 3 and p._broken is False and p._shutdown is False
+    assert p._shutdown is True
+
+
+def test_saturation_starts_max_workers_threads():
+    blocker = multigil.Queue()
+    p = InterpreterPoolExecutor(4)
+    futs = [p.submit(tasks.get, blocker) for _ in range(15 * p._max_workers)]
+    assert len(p._threads) == p._max_workers
+    for _ in futs:
+        blocker.put_nowait(None)
+    p.shutdown(wait=True)
+    for t in p._threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+
+
+def test_broken_attribute_says_why(caplog):
+    caplog.set_level(logging.CRITICAL, logger="concurrent.futures")
+    p = InterpreterPoolExecutor(1, initializer=tasks.init_fail, initargs=("no",))
+    with pytest.raises(BrokenInterpreterPool):
+        p.submit(tasks.noop).result(TIMEOUT)
+    assert isinstance(p._broken, str) and "initializer failed" in p._broken
+    with pytest.raises(cf.BrokenExecutor):
+        p.submit(tasks.noop)
+    p.shutdown()
+
+
+def test_asyncio_takes_the_pool_as_default_executor():
+    import asyncio
+
+    async def main(pool):
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(pool)
+        here = multigil.interpreters.get_current().id
+        there = await loop.run_in_executor(None, tasks.interp_id)
+        assert there != here
+        return await loop.run_in_executor(None, pow, 2, 10)
+
+    pool = InterpreterPoolExecutor(1)
+    assert asyncio.run(main(pool)) == 1024
+    assert pool._shutdown    # closing the loop shut its default executor down
+
+
+@pytest.mark.parametrize("exc_type", [tasks.FalseyBoolError, tasks.FalseyLenError])
+def test_an_exception_that_is_false_still_raises(pool, exc_type):
+    """gh-132063, fixed in 3.14: Future.result() dropped such exceptions."""
+    with pytest.raises(exc_type, match="falsey"):
+        pool.submit(tasks.raise_, exc_type, "falsey").result(TIMEOUT)
+    with pytest.raises(exc_type, match="falsey"):
+        list(pool.map(tasks.raise_, [exc_type], ["falsey"]))
+
+
+def test_map_buffersize_checks_its_argument(pool):
+    for bad in ("foo", 2.0):
+        with pytest.raises(TypeError, match="buffersize must be an integer or None"):
+            pool.map(str, range(4), buffersize=bad)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="buffersize must be None or > 0"):
+            pool.map(str, range(4), buffersize=bad)
+
+
+def test_map_buffersize_as_in_3_14(pool):
+    for buffersize in (1, 2, 4, 8):
+        assert list(pool.map(str, range(4), buffersize=buffersize)) == ["0", "1", "2", "3"]
+        assert list(pool.map(tasks.add, range(4), range(4), buffersize=buffersize)) == [0, 2, 4, 6]
+    endless = pool.map(str, itertools.count(), buffersize=2)
+    assert [next(endless) for _ in range(3)] == ["0", "1", "2"]
+    endless.close()
+    both = pool.map(tasks.add, itertools.count(), itertools.count(), buffersize=2)
+    assert [next(both) for _ in range(3)] == [0, 2, 4]
+    both.close()
+    assert next(pool.map(str, [], buffersize=2), None) is None
+    assert next(pool.map(str, buffersize=2), None) is None    # no iterables at all
+    assert list(pool.map(str)) == []
+
+
+def test_map_buffersize_reads_no_more_than_the_buffer():
+    ints = iter(range(4))
+    p = InterpreterPoolExecutor(2)
+    p.map(str, ints, buffersize=2)
+    p.shutdown(wait=True)
+    assert next(ints) == 2
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_keeps_no_reference_to_a_result_it_yielded(pool, ordered, chunksize):
+    """As the stdlib's (bpo-14406): once yielded, a result is the caller's alone."""
+    for obj in pool.map(tasks.box, range(8), chunksize=chunksize, ordered=ordered):
+        ref = weakref.ref(obj)
+        del obj
+        gc.collect()
+        assert ref() is None
+
+
+def test_amap_keeps_no_reference_to_a_result_it_yielded(pool):
+    import asyncio
+
+    async def main():
+        async for obj in pool.amap(tasks.box, range(8), chunksize=4):
+            ref = weakref.ref(obj)
+            del obj
+            gc.collect()
+            assert ref() is None
+
+    asyncio.run(main())
+
+
+def test_shutdown_cancel_futures_runs_the_tasks_that_started_workers():
+    """A task that starts a worker is RUNNING at once (a thread pool's new
+    thread takes its task at once; an interpreter takes longer to start): so
+    shutdown(cancel_futures=True) right after a burst runs those, and cancels
+    the rest."""
+    p = InterpreterPoolExecutor(3)
+    futs = [p.submit(tasks.square, i) for i in range(30)]
+    assert [f.running() or f.done() for f in futs[:3]] == [True] * 3
+    p.shutdown(cancel_futures=True)
+    assert [f.result(TIMEOUT) for f in futs[:3]] == [0, 1, 4]
+    assert all(f.cancelled() or f.result(TIMEOUT) == i * i for i, f in enumerate(futs))
+    assert sum(f.cancelled() for f in futs) >= 20
+
+
+# --------------------------------- differences from the stdlib, by design --
+# (docs/executor.md, "Differences from the standard library")
+
+def test_by_design_closures_bound_methods_and_local_instances_are_accepted(pool):
+    """The stdlib's InterpreterPoolExecutor refuses them (NotShareableError);
+    here they travel by value."""
+    spam = 41
+
+    def closure():
+        return spam + 1
+
+    class Local:
+        def __init__(self):
+            self.value = "local"
+
+        def method(self):
+            return self.value * 2
+
+    assert pool.submit(closure).result(TIMEOUT) == 42
+    assert pool.submit(lambda: "lambda").result(TIMEOUT) == "lambda"
+    assert pool.submit(Local().method).result(TIMEOUT) == "locallocal"
+    assert pool.submit(Local).result(TIMEOUT).value == "local"
+    with InterpreterPoolExecutor(1, initializer=lambda: None) as p:
+        assert p.submit(closure).result(TIMEOUT) == 42
+
+
+def test_by_design_main_functions_see_main_and_module_functions_their_module():
+    proc = run_script("""
+        from multigil import InterpreterPoolExecutor
+        import executor_tasks
+
+        def name():
+            return __name__
+
+        if __name__ == "__main__":
+            with InterpreterPoolExecutor(1) as p:
+                print(p.submit(name).result(), p.submit(executor_tasks.module_name).result())
+    """)
+    assert proc.returncode == 0, proc.stderr
+    # the stdlib: "<fake __main__>" for the first
+    assert proc.stdout.split() == ["__main__", "executor_tasks"]
+
+
+# ------------------------------------ CPython 3.14's interpreter pool tests --
+# (Lib/test/test_concurrent_futures/test_interpreter_pool.py, written anew)
+
+def test_tasks_that_block_do_not_starve_the_pool():
+    """Ten tasks on four workers, each telling it is ready and then waiting:
+    release the ready ones, and every task gets its turn."""
+    ready, blocker = multigil.Queue(), multigil.Queue()
+    with InterpreterPoolExecutor(4) as p:
+        futs = [p.submit(tasks.ready_then_block, i, ready, blocker) for i in range(10)]
+        seen = []
+        while len(seen) < 10:
+            seen.append(ready.get(timeout=TIMEOUT))
+            blocker.put_nowait(None)
+        cf.wait(futs, timeout=TIMEOUT)
+    assert sorted(seen) == list(range(10))
+    assert all(f.result() is None for f in futs)
+
+
+def test_initializer_error_is_logged_with_the_remote_traceback(caplog):
+    caplog.set_level(logging.CRITICAL, logger="concurrent.futures")
+    with InterpreterPoolExecutor(1, initializer=tasks.raise_, initargs=(Exception, "spam")) as p:
+        with pytest.raises(BrokenInterpreterPool) as info:
+            p.submit(tasks.noop).result(TIMEOUT)
+    assert type(info.value.__cause__) is Exception and str(info.value.__cause__) == "spam"
+    assert "Exception in initializer" in caplog.text
+    assert "ExecutionFailed: Exception: spam" in caplog.text
+    assert "Uncaught in the interpreter:" in caplog.text
+
+
+def test_run_in_executor_cancelled_before_it_runs_calls_nothing_back():
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    pool = InterpreterPoolExecutor(1)
+    try:
+        loop.set_default_executor(pool)
+        fut = loop.run_in_executor(None, tasks.square, 3)
+        fut.cancel()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert fut.cancelled()
+    finally:
+        loop.close()
+    assert pool._shutdown

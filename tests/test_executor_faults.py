@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import gc
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,111 @@ def test_exception_that_cannot_cross_becomes_execution_failed(pool):
 def test_exception_in_map_is_rebuilt(pool):
     with pytest.raises(tasks.CustomError):
         list(pool.map(tasks.raise_custom, [1, 2, 3]))
+
+
+REBUILT_EXCEPTIONS = """
+    import asyncio
+    import json
+    import sys
+    import threading
+    from multigil import ExecutionFailed, InterpreterPoolExecutor
+
+    class ValidationError(Exception):
+        # pickle cannot rebuild it: it calls ValidationError(args[0])
+        def __init__(self, field, problem):
+            super().__init__(f"{field}: {problem}")
+            self.field = field
+
+    def validate(age):
+        raise ValidationError("age", f"{age} is negative")
+
+    def raise_from_a_module_main_never_imported():
+        import only_in_worker
+        only_in_worker.fail()
+
+    def raise_local():
+        class Local(Exception):
+            pass
+        raise Local("defined in a function")
+
+    class HoldsALock(Exception):
+        def __init__(self, what, why):
+            super().__init__(what)
+            self.lock = threading.Lock()
+
+    def raise_holding_a_lock():
+        raise HoldsALock("x", "y")
+
+    def seen(exc):
+        return {"type": type(exc).__qualname__, "args": list(exc.args),
+                "field": getattr(exc, "field", None),
+                "cause": type(exc.__cause__).__name__,
+                "notes": getattr(exc, "__notes__", [])}
+
+    async def amap(pool):
+        try:
+            async for _ in pool.amap(validate, [-3]):
+                pass
+        except ValidationError as exc:
+            return seen(exc)
+
+    if __name__ == "__main__":
+        out = {}
+        with InterpreterPoolExecutor(1) as pool:
+            try:
+                pool.submit(validate, -1).result()
+            except ValidationError as exc:
+                out["submit"] = seen(exc)
+            try:
+                list(pool.map(validate, [-2]))
+            except ValidationError as exc:
+                out["map"] = seen(exc)
+            out["amap"] = asyncio.run(amap(pool))
+            try:
+                pool.submit(raise_from_a_module_main_never_imported).result()
+            except Exception as exc:
+                out["module"] = seen(exc)
+                out["module_imported_here"] = "only_in_worker" in sys.modules
+            for name, fn in (("local", raise_local), ("lock", raise_holding_a_lock)):
+                try:
+                    pool.submit(fn).result()
+                except ExecutionFailed as exc:
+                    out[name] = seen(exc)
+        print(json.dumps(out))
+"""
+
+
+def test_exceptions_pickle_cannot_rebuild_come_as_their_own_class(tmp_path):
+    """An exception whose __init__ does not take its args (pickle cannot
+    rebuild it) arrives as an instance of its class, with its args and
+    attributes, wherever that class imports here; ExecutionFailed, with a note
+    that says why, only where it cannot."""
+    (tmp_path / "only_in_worker.py").write_text(textwrap.dedent("""\
+        class Refused(Exception):
+            def __init__(self, code, reason):
+                super().__init__(reason)
+                self.code = code
+
+        def fail():
+            raise Refused(7, "no")
+        """))
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(REBUILT_EXCEPTIONS))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=script_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for way, age in (("submit", -1), ("map", -2), ("amap", -3)):
+        assert out[way] == {"type": "ValidationError", "args": [f"age: {age} is negative"],
+                            "field": "age", "cause": "ExecutionFailed", "notes": []}, way
+    assert out["module"]["type"] == "Refused" and out["module"]["args"] == ["no"]
+    assert out["module_imported_here"]
+    local, lock = out["local"], out["lock"]
+    assert local["type"] == "ExecutionFailed" and local["args"] == ["Local: defined in a function"]
+    assert "local to a function: define it at module level" in local["notes"][0]
+    assert lock["type"] == "ExecutionFailed"
+    assert "its attribute 'lock' cannot be pickled" in lock["notes"][0]
+    assert lock["notes"][0].startswith("multigil: the HoldsALock cannot be rebuilt")
 
 
 # --------------------------------------------- values that cannot cross --

@@ -89,10 +89,17 @@ def test_numpy_through_a_user_module(tmp_path: Path) -> None:
             inside = interp.call(describe.describe, "mymodule")
             try:
                 interp.call(describe.importlib.import_module, "mymodule")
+            except interpreters.ExecutionFailed as exc:
+                caller = {"type": exc.excinfo.type.__qualname__,
+                          "first": exc.excinfo.msg.splitlines()[0]}
+        with multigil.InterpreterPoolExecutor(1) as pool:
+            try:
+                pool.submit(describe.importlib.import_module, "mymodule").result()
             except multigil.InterpreterImportError as exc:
-                caller = {"name": exc.name, "importer": exc.importer,
+                pooled = {"name": exc.name, "importer": exc.importer,
                           "first": str(exc).splitlines()[0]}
-            print(json.dumps({"inside": inside, "caller": caller}))
+        print(json.dumps({"inside": inside, "caller": caller, "pooled": pooled}))
+        with interpreters.create() as interp:
             interp.exec("import mymodule")  # uncaught: the traceback a user sees
         """, describe=DESCRIBE, mymodule="import os\n\nimport numpy\n")
     assert proc.returncode == 1, proc.stderr
@@ -118,8 +125,11 @@ def test_numpy_through_a_user_module(tmp_path: Path) -> None:
     # ... and below it the guard's error for the extension, caused by CPython's.
     assert inside["innermost"].startswith(f"{inside['name']} cannot be imported")
     assert "subinterpreters" in inside["innermost_cause"]
-    # The caller of Interpreter.call gets the same type, with its attributes.
-    assert data["caller"] == {"name": inside["name"], "importer": "mymodule", "first": first}
+    # The caller of Interpreter.call gets ExecutionFailed describing it (as
+    # PEP 734 says); an executor's caller gets the same type, with its
+    # attributes.
+    assert data["caller"] == {"type": "InterpreterImportError", "first": first}
+    assert data["pooled"] == {"name": inside["name"], "importer": "mymodule", "first": first}
     # Uncaught, the last line of the traceback is multigil's explanation.
     error_lines = [line for line in proc.stderr.splitlines() if "InterpreterImportError:" in line]
     assert error_lines[-1].startswith("multigil._errors.InterpreterImportError: numpy cannot be "
@@ -237,8 +247,10 @@ FOUR_THREADS = """
         try:
             barrier.wait()
             interp.call(importlib.import_module, module)
-        except multigil.InterpreterImportError as exc:
-            outcomes.append(("refused", exc.name))
+        except interpreters.ExecutionFailed as exc:
+            # the refusal, described: "<module> cannot be imported in an ..."
+            refused = exc.excinfo.type.__name__ == "InterpreterImportError"
+            outcomes.append(("refused" if refused else "other", exc.excinfo.msg.split()[0]))
         except BaseException as exc:
             outcomes.append(("other", repr(exc)))
         else:

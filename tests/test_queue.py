@@ -576,3 +576,38 @@ def test_ping_pong_latency(interps) -> None:  # type: ignore[no-untyped-def]
     print(f"queue ping-pong: best {best * 1e6:.1f} us, median "
           f"{statistics.median(samples) * 1e6:.1f} us per round trip")
     assert best < 1e-3
+
+
+# ---------------------------------------------------------------- pickling --
+
+def test_a_pickled_queue_is_the_same_queue():
+    """As the stdlib's Queue: pickled (any protocol), it unpickles to the same
+    queue, in this interpreter or another one of this process."""
+    import copy
+    import pickle
+
+    q = multigil.Queue(3)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = pickle.loads(pickle.dumps(q, protocol))
+        assert back == q and back.id == q.id and back.maxsize == 3, protocol
+    assert copy.copy(q) == q and copy.deepcopy(q) == q
+    back.put("through the copy")
+    assert q.get(timeout=10) == "through the copy"
+    with multigil.interpreters.create() as it:
+        it.call(helpers.unpickle_and_put, pickle.dumps(q), "from another interpreter")
+    assert q.get(timeout=10) == "from another interpreter"
+
+
+def test_a_pickle_of_a_queue_that_is_gone_says_so():
+    import pickle
+
+    q = multigil.Queue()
+    data = pickle.dumps(q)
+    qid = q.id
+    del q
+    gc.collect()
+    with pytest.raises(ValueError, match=f"queue {qid} no longer exists"):
+        pickle.loads(data)
+    live = multigil.Queue()
+    with pytest.raises(ValueError, match="pickled in another process"):
+        _core._queue_from_id(live.id, -1)

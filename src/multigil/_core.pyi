@@ -18,8 +18,9 @@ _T = TypeVar("_T")
 
 # An exception described as plain data by multigil._remote.capture():
 # (type name, qualname, module, str(exc), formatted traceback, pickled exception
-# or None).  Only a best-effort fallback built by the C code has None in more
-# places, so its items are not typed one by one.
+# or None, pickled (args, attributes) or why not or None).  Only a best-effort
+# fallback built by the C code has None in more places, so its items are not
+# typed one by one.
 _ExcInfo: TypeAlias = tuple[Any, ...]
 
 # Flag of _roundtrip()/_encoded_size(): borrow large buffers of the value being
@@ -40,8 +41,9 @@ def call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     /,
-) -> tuple[bool, Any]:
-    """``fn(*args, **kwargs)`` in interpreter ``id``: ``(True, result)`` or ``(False, excinfo)``."""
+) -> tuple[bool | None, Any]:
+    """``fn(*args, **kwargs)`` in interpreter ``id``: ``(True, result)``, ``(False, excinfo)``
+    if it raised, or ``(None, excinfo)`` if something could not cross (NotShareableError)."""
 
 def exec(id: int, source: str, /) -> _ExcInfo | None:
     """Run ``source`` in ``__main__`` of interpreter ``id``: None, or the excinfo of its error."""
@@ -170,8 +172,13 @@ class Queue:
     def full(self) -> bool: ...
     def close(self) -> None:
         """Close the queue in every interpreter (closing twice is harmless)."""
+    def __reduce__(self) -> tuple[Callable[[int, int], Queue], tuple[int, int]]:
+        """Pickled, a queue is its id: it unpickles to the same queue in this process."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+
+def _queue_from_id(id: int, pid: int, /) -> Queue:
+    """The Queue with this id, in process ``pid`` (this one): a pickled Queue, rebuilt."""
 
 # ------------------------------------ lock.c, event.c, semaphore.c, condition.c --
 

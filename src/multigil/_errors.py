@@ -8,6 +8,7 @@ The description itself is made on the far side by ``multigil._remote.capture``.
 
 from __future__ import annotations
 
+import sys as _sys
 from _queue import Empty as _Empty
 
 TYPE_CHECKING = False  # typing is not imported at run time: see the docstring
@@ -51,26 +52,22 @@ class ExecutionFailed(InterpreterError):
     ``excinfo.msg`` (``str(exc)``), ``excinfo.formatted`` (``"Type: msg"``) and
     ``excinfo.errdisplay`` (the remote traceback, formatted).
 
-    :meth:`multigil.interpreters.Interpreter.call` re-raises the original
-    exception type where it can be rebuilt, with this error as its
-    ``__cause__``; :meth:`~multigil.interpreters.Interpreter.exec` raises this
-    error itself, like :mod:`concurrent.interpreters` does.
+    :meth:`~multigil.interpreters.Interpreter.call` and
+    :meth:`~multigil.interpreters.Interpreter.exec` raise it, as
+    :mod:`concurrent.interpreters` does.  The executor re-raises the original
+    exception where it can be rebuilt, with this error as its ``__cause__``.
     """
 
     def __init__(self, excinfo: ExcInfo) -> None:
         self.excinfo = excinfo
-        super().__init__(excinfo)
+        super().__init__(getattr(excinfo, "formatted", None) or str(excinfo))
 
     def __reduce__(self) -> tuple[type[Self], tuple[ExcInfo]]:
         return (type(self), (self.excinfo,))
 
     def __str__(self) -> str:
-        info = self.excinfo
-        try:
-            text = info.formatted
-        except AttributeError:
-            return str(info)
-        tb = getattr(info, "errdisplay", None)
+        text = super().__str__()
+        tb = getattr(self.excinfo, "errdisplay", None)
         if tb:
             return f"{text}\n\nUncaught in the interpreter:\n\n{tb.rstrip()}"
         return text
@@ -116,31 +113,62 @@ class _TypeInfo:
 class ExcInfo:
     """A snapshot of an exception raised in another interpreter (``ExecutionFailed.excinfo``)."""
 
-    __slots__ = ("type", "msg", "errdisplay", "_pickled")
+    __slots__ = ("type", "msg", "errdisplay", "_pickled", "_state")
 
     def __init__(self, raw: tuple[Any, ...]) -> None:
         # raw: what multigil._remote.capture() made of the exception
-        name, qualname, module, msg, display, pickled = raw
+        name, qualname, module, msg, display, pickled, state = raw
         self.type = _TypeInfo(name, qualname, module)
         self.msg = msg
         self.errdisplay = display
         self._pickled = pickled
+        self._state = state
 
     @property
     def formatted(self) -> str:
         return f"{self.type.__name__}: {self.msg}" if self.msg else self.type.__name__
 
-    def rebuild(self) -> BaseException | None:
-        """The original exception, unpickled here, or None if it cannot be."""
-        if self._pickled is None:
-            return None
-        import _pickle
+    def rebuild(self) -> tuple[BaseException | None, str | None]:
+        """The original exception, rebuilt here, and None; or None and why it
+        cannot be (None too for what is never rebuilt: SystemExit,
+        KeyboardInterrupt, and other exceptions that are not ``Exception``).
 
+        Unpickled where that works; else an instance of its class, found here
+        by module and qualified name, with its ``args`` and attributes set (as
+        tblib does): an ``__init__`` whose arguments are not the exception's
+        ``args`` is not called.
+        """
+        state = self._state
+        if state is None:
+            return None, None
+        why = "it could not be pickled where it was raised"
+        if self._pickled is not None:
+            import _pickle
+
+            try:
+                exc = _pickle.loads(self._pickled)
+            except Exception as err:
+                why = f"unpickling it failed ({type(err).__name__}: {err})"
+            else:
+                if isinstance(exc, BaseException):
+                    return exc, None
+        if isinstance(state, str):
+            return None, f"{why}, and {state}"
+        t = self.type
+        cls, missing = _find_class(t.__module__, t.__qualname__)
+        if cls is None:
+            return None, f"{why}, and {missing}"
         try:
-            exc = _pickle.loads(self._pickled)
-        except Exception:
-            return None
-        return exc if isinstance(exc, BaseException) else None
+            import _pickle
+
+            args, attrs = _pickle.loads(state)
+            exc = cls.__new__(cls)
+            exc.args = args
+            for name, value in attrs.items():
+                setattr(exc, name, value)
+        except Exception as err:
+            return None, f"{why}, and building one from its args failed ({type(err).__name__}: {err})"
+        return exc, None
 
     def is_task_cancelled(self) -> bool:
         """Whether it was :class:`TaskCancelled`, the interrupt of a running task."""
@@ -150,29 +178,50 @@ class ExcInfo:
     def __reduce__(self) -> tuple[Any, ...]:
         t = self.type
         return (ExcInfo, ((t.__name__, t.__qualname__, t.__module__, self.msg,
-                           self.errdisplay, self._pickled),))
+                           self.errdisplay, self._pickled, self._state),))
 
     def __repr__(self) -> str:
         return f"ExcInfo({self.formatted!r})"
 
 
-def exception_from(raw: tuple[Any, ...], rebuild: bool = True,
+def _find_class(module: str, qualname: str) -> tuple[type[BaseException] | None, str]:
+    """The exception class named so, imported here; or None and what is missing."""
+    name = f"{module}.{qualname}"
+    if "<locals>" in qualname:
+        return None, f"its class {name} is local to a function: define it at module level"
+    try:
+        __import__(module)
+        obj: Any = _sys.modules[module]
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as err:
+        return None, f"its class {name} cannot be found here ({type(err).__name__}: {err})"
+    if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+        return None, f"{name} is not an exception class here"
+    return obj, ""
+
+
+def exception_from(raw: tuple[Any, ...] | ExecutionFailed,
                    cancelled: BaseException | None = None) -> BaseException:
     """The exception to raise here for one that another interpreter described.
 
-    ``raw`` is what ``multigil._remote.capture`` made of it there.  With
-    ``rebuild``, the original type where it can be rebuilt (unpickled), with
-    :class:`ExecutionFailed` (which holds the remote traceback) as its
-    ``__cause__``; ExecutionFailed itself otherwise, and always for SystemExit
-    and KeyboardInterrupt.  ``cancelled``, if given, stands in for a
-    :class:`TaskCancelled` (which never crosses as itself), chained the same way.
+    ``raw`` is what ``multigil._remote.capture`` made of it there (or the
+    :class:`ExecutionFailed` made of that).  The original exception where it
+    can be rebuilt (:meth:`ExcInfo.rebuild`), with :class:`ExecutionFailed`
+    (which holds the remote traceback) as its ``__cause__``; ExecutionFailed
+    itself otherwise, with a note that says why, and always for SystemExit and
+    KeyboardInterrupt.  ``cancelled``, if given, stands in for
+    a :class:`TaskCancelled` (which never crosses as itself), chained the same
+    way.
     """
-    info = ExcInfo(raw)
-    failed = ExecutionFailed(info)
-    exc: BaseException | None = None
-    if rebuild:
-        exc = cancelled if cancelled is not None and info.is_task_cancelled() else info.rebuild()
+    failed = raw if isinstance(raw, ExecutionFailed) else ExecutionFailed(ExcInfo(raw))
+    info = failed.excinfo
+    exc, why = ((cancelled, None) if cancelled is not None and info.is_task_cancelled()
+                else info.rebuild())
     if exc is None:
+        if why:
+            failed.add_note(f"multigil: the {info.type.__name__} cannot be rebuilt in this "
+                            f"interpreter, so ExecutionFailed stands for it: {why}.")
         return failed
     exc.__cause__ = failed
     return exc

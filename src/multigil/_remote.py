@@ -1,6 +1,6 @@
 """What the C core calls on either side of a call: how a callable crosses
 (:func:`function_ref`, from :mod:`multigil._pickler`), describing exceptions
-(:func:`capture`), running a map chunk (:func:`run_chunk`).
+(:func:`capture`), the frame C callables run in (:func:`main_frame_code`).
 
 An exception described by :func:`capture` is rebuilt on the near side by
 ``multigil._errors.exception_from``.
@@ -23,11 +23,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["function_ref", "capture", "run_chunk", "adopt_thread", "release_thread"]
+__all__ = ["function_ref", "capture", "main_frame_code", "adopt_thread", "release_thread"]
 
 
 def capture(exc: BaseException) -> tuple[Any, ...]:
-    """Describe ``exc`` as plain data: ``(name, qualname, module, msg, traceback, pickled)``."""
+    """Describe ``exc`` as plain data:
+    ``(name, qualname, module, msg, traceback, pickled, state)``.
+
+    ``pickled`` is the exception pickled (None if it cannot be); ``state``,
+    for an ``Exception``, is its ``args`` and attributes pickled, from which
+    the receiver rebuilds an instance of the class when unpickling fails (an
+    ``__init__`` whose arguments are not ``args``), or why they cannot be
+    pickled (a str).
+    """
     import traceback
 
     tp = type(exc)
@@ -39,27 +47,46 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
         display = "".join(traceback.format_exception(exc))
     except Exception:
         display = None
-    pickled = None
+    pickled = state = None
     if isinstance(exc, Exception):
         try:
             pickled = _pickle.dumps(exc, 5)
         except Exception:
             pickled = None
-    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled)
+        state = _state(exc)
+    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled, state)
 
 
-def run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> tuple[list[Any], Any]:
-    """Apply ``fn`` to each argument tuple; ``(results, None)`` or ``(partial, excinfo)``."""
-    results: list[Any] = []
-    append = results.append
+def _state(exc: Exception) -> bytes | str:
+    """``(args, attributes)`` of ``exc`` pickled, or a str that says which of
+    them does not pickle."""
     try:
-        for args in items:
-            append(fn(*args))
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        return results, capture(exc)
-    return results, None
+        return _pickle.dumps((exc.args, getattr(exc, "__dict__", {})), 5)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"
+    for name, value in getattr(exc, "__dict__", {}).items():
+        try:
+            _pickle.dumps(value, 5)
+        except Exception as err:
+            return f"its attribute {name!r} cannot be pickled ({type(err).__name__}: {err})"
+    return f"its args cannot be pickled ({reason})"
+
+
+def main_frame_code(invoke: Callable[[], None]) -> Any:
+    """Module-level code that calls ``invoke()``, and does nothing else.
+
+    Run with the ``__main__`` dict as its globals and locals, it is the frame
+    that C callables (``eval``, ``exec``, ``globals``, ``locals``, ``vars``,
+    ``dir``, ...) run in when they are called across interpreters: the C core
+    puts ``invoke``, which runs the call, in the place of the code's only
+    constant (a name would show in ``__main__``).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "'str' object is not callable"
+        code = compile("''()", "<multigil>", "exec")
+    return code.replace(co_consts=tuple(invoke if c == "" else c for c in code.co_consts))
 
 
 def adopt_thread(name: str) -> None:

@@ -22,10 +22,10 @@ every core of one process.
 
   map(fn, items)  ──► chunks of argument tuples, one task each ──► (results, error)
 
-Each worker is an OS thread that creates its own interpreter (all of a pool's
-workers start at once, in parallel, on the first submit), runs the
-initializer there, and then stays inside it, taking tasks from the pool's one
-native queue.  See ``multigil/_executor/`` for the parts, and docs/executor.md.
+Each worker is an OS thread that creates its own interpreter (a task starts
+a worker unless one is idle, up to max_workers, as in ThreadPoolExecutor: a
+burst of tasks starts them in parallel), runs the initializer there, and then
+stays inside it, taking tasks from the pool's one native queue.  See ``multigil/_executor/`` for the parts, and docs/executor.md.
 
 Example::
 
@@ -51,7 +51,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ._errors import TaskCancelled
@@ -73,9 +73,14 @@ T = TypeVar("T")
 _counter = itertools.count()
 
 
-class InterpreterPoolExecutor(Executor):
+class InterpreterPoolExecutor(ThreadPoolExecutor):
     """An executor that runs each call in one of a pool of interpreters, each
     with its own GIL: Python code runs in parallel on several cores.
+
+    A :class:`~concurrent.futures.ThreadPoolExecutor`, as Python 3.14's
+    ``InterpreterPoolExecutor`` is (each worker is a thread that runs in its
+    own interpreter), so that code which asks for one, such as asyncio's
+    ``loop.set_default_executor``, takes it; every method is its own.
 
     Arguments as :class:`concurrent.futures.ThreadPoolExecutor` (and
     Python 3.14's ``InterpreterPoolExecutor``):
@@ -102,7 +107,14 @@ class InterpreterPoolExecutor(Executor):
     lambdas, closures and functions of ``__main__`` travel by value
     (cloudpickle), once, and run in the worker's own ``__main__``: they see
     what ``initializer`` and ``shared`` bound there, as in a process pool.
+
+    The attributes that code written for ``ThreadPoolExecutor`` reads are
+    there too: ``_max_workers``, ``_thread_name_prefix``, ``_threads`` (the
+    worker threads started so far), ``_broken`` (False, or why the pool is
+    broken) and ``_shutdown``.
     """
+
+    BROKEN = BrokenInterpreterPool
 
     def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "",
                  initializer: Callable[..., object] | str | None = None,
@@ -127,7 +139,10 @@ class InterpreterPoolExecutor(Executor):
             if max_tasks_per_worker <= 0:
                 raise ValueError("max_tasks_per_worker must be >= 1")
         name = thread_name_prefix or f"InterpreterPoolExecutor-{next(_counter)}"
+        # ThreadPoolExecutor.__init__ is not called: its queue and threads
+        # are not used; these are its attributes that other code reads.
         self._max_workers = max_workers
+        self._thread_name_prefix = name
         self._pool = _Pool(max_workers, name, initializer, tuple(initargs), shared,
                            max_tasks_per_worker or 0)
         # Dropping the executor shuts the pool down (the workers end once the
@@ -144,6 +159,20 @@ class InterpreterPoolExecutor(Executor):
     def max_workers(self) -> int:
         """How many worker interpreters the pool runs."""
         return self._max_workers
+
+    @property
+    def _threads(self) -> set[threading.Thread]:  # type: ignore[override]
+        # ThreadPoolExecutor's: the worker threads started so far.
+        return {slot.thread for slot in self._pool.slots if slot.thread is not None}
+
+    @property
+    def _broken(self) -> str | bool:  # type: ignore[override]
+        # ThreadPoolExecutor's: False, or the message of the broken pool.
+        return self._pool.broken or False
+
+    @property
+    def _shutdown(self) -> bool:  # type: ignore[override]
+        return self._pool.shutdown_flag
 
     # ---------------------------------------------------------- submitting --
 
@@ -316,9 +345,12 @@ async def _aiterate(run_factory: Callable[[Callable[[Any], object] | None], _chu
                     continue
             results = run.consume(fut)
             del fut
-            for r in results:
-                yield r
+            n = len(results)
+            items = _chunks.handing_out(results)
             del results
+            for _ in range(n):
+                yield next(items)
+            del items
             run.raise_error()
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.stop(interrupt=True)

@@ -5,10 +5,9 @@ The same names and meaning as CPython 3.14's :mod:`concurrent.interpreters`
 
 * :meth:`Interpreter.call` returns the result, takes any picklable function and
   arguments, and sends lambdas, closures and functions of ``__main__`` by value
-  (cloudpickle), so your script is never re-run in the interpreter;
-* an exception raised inside is re-raised here as the same type where it can be
-  rebuilt, with :class:`ExecutionFailed` (holding the remote traceback) as its
-  ``__cause__``;
+  (cloudpickle), so your script is never re-run in the interpreter; an
+  exception raised inside raises :class:`ExecutionFailed` here, which
+  describes it (its type, message and traceback), as in 3.14;
 * a new interpreter starts with the caller's ``sys.path`` (the working
   directory is process-wide anyway);
 * queues block on a condition variable: no 10 ms polling, exact float timeouts.
@@ -28,11 +27,13 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
 from . import _compat, _core
 from ._core import Queue
 from ._errors import (
+    ExcInfo,
     ExecutionFailed,
     InterpreterError,
     InterpreterNotFoundError,
@@ -147,17 +148,25 @@ class Interpreter:
         _core.destroy(self._id)
         _owned.discard(self._id)
 
-    def prepare_main(self, ns: dict[str, Any] | None = None, /, **kwargs: Any) -> Interpreter:
+    def prepare_main(self, ns: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, /,
+                     **kwargs: Any) -> None:
         """Bind names in the interpreter's ``__main__`` module, for :meth:`exec`.
 
-        Values cross like call arguments: natively, or pickled.
+        Values cross like call arguments: natively, or pickled.  As in
+        :mod:`concurrent.interpreters`: ``ValueError`` if there is nothing to
+        bind, :class:`InterpreterError` while code runs in the interpreter,
+        :class:`NotShareableError` (and nothing bound) if a value cannot cross.
         """
-        values = dict(ns or {}, **kwargs)
-        if values:
-            failure = _core.set_main_attrs(self._id, values)
-            if failure is not None:
-                raise exception_from(failure, rebuild=False)
-        return self
+        values = dict(ns, **kwargs) if ns is not None else kwargs
+        if not values:
+            raise ValueError("prepare_main() needs at least one name to bind")
+        if self.is_running():
+            raise InterpreterError(
+                f"interpreter {self._id} is running: bind names in its __main__ while no "
+                "code runs there (not from a thread that runs in it, nor while another does)")
+        failure = _core.set_main_attrs(self._id, values)
+        if failure is not None:
+            raise exception_from(failure)
 
     def exec(self, code: str | Callable[[], object], /) -> None:
         """Run source code (or a function taking no arguments) in ``__main__``.
@@ -168,11 +177,15 @@ class Interpreter:
         if isinstance(code, str):
             failure = _core.exec(self._id, code)
             if failure is not None:
-                raise exception_from(failure, rebuild=False)
+                raise ExecutionFailed(ExcInfo(failure))
         elif callable(code):
+            co = getattr(code, "__code__", None)
+            if co is not None and (co.co_argcount or co.co_kwonlyargcount or co.co_flags & 0xC):
+                # as the stdlib: positional, keyword-only, *args or **kwargs
+                raise ValueError(f"exec() takes a function without parameters, not {code!r}")
             ok, value = _core.call(self._id, code, (), None)
             if not ok:
-                raise exception_from(value, rebuild=False)
+                raise _call_failure(ok, value)
         else:
             raise TypeError(f"exec() takes source code or a function, not {type(code).__name__}")
 
@@ -180,16 +193,17 @@ class Interpreter:
         """Call ``callable(*args, **kwargs)`` in this interpreter, from this thread,
         and return its result.
 
-        An exception raised inside is re-raised here as the same type where it
-        can be rebuilt (pickled), with :class:`ExecutionFailed` as its
-        ``__cause__``; otherwise :class:`ExecutionFailed` itself is raised.
-        ``SystemExit`` and ``KeyboardInterrupt`` inside always come out as
-        :class:`ExecutionFailed`: they end that call, not this program.
+        As in :mod:`concurrent.interpreters`, an exception raised inside (also
+        ``SystemExit`` and ``KeyboardInterrupt``: they end that call, not this
+        program) raises :class:`ExecutionFailed`, whose ``excinfo`` describes
+        it: its type, message and traceback.  If the function, an argument or
+        the result cannot cross, :class:`NotShareableError` is raised, with
+        the error met in the interpreter as its ``__cause__``.
         """
         ok, value = _core.call(self._id, callable, args, kwargs or None)
         if ok:
             return value  # type: ignore[no-any-return]
-        raise exception_from(value)
+        raise _call_failure(ok, value)
 
     def call_in_thread(self, callable: Callable[..., object], /, *args: Any,
                        **kwargs: Any) -> threading.Thread:
@@ -202,6 +216,12 @@ class Interpreter:
         t = threading.Thread(target=run, name=f"multigil-interp-{self._id}")
         t.start()
         return t
+
+
+def _call_failure(ok: bool | None, raw: tuple[Any, ...]) -> BaseException:
+    """What a failed call raises: NotShareableError if something could not
+    cross (ok is None), else ExecutionFailed describing what the code raised."""
+    return exception_from(raw) if ok is None else ExecutionFailed(ExcInfo(raw))
 
 
 # Ids of the interpreters created through this module, closed at exit.

@@ -116,15 +116,20 @@ def classify(name: str, isolated: Attempt, in_main: Callable[[], Attempt]) -> Re
 
 
 def _call_failure(exc: BaseException) -> Attempt:
-    """An outcome for a failure of the call into the interpreter itself."""
+    """An outcome for a failure of the call into the interpreter itself (an
+    ExecutionFailed describes what was raised in there)."""
+    from multigil.interpreters import ExecutionFailed
+
+    info = exc.excinfo if isinstance(exc, ExecutionFailed) else None
     return {
         "ok": False,
-        "type": type(exc).__name__,
-        "message": " ".join(str(exc).split()),
+        "type": info.type.__name__ if info else type(exc).__name__,
+        "message": " ".join((info.msg if info else str(exc)).split()),
         "name": None,
         "refusal": None,
         "refused": [],
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": (info.errdisplay if info and info.errdisplay
+                      else "".join(traceback.format_exception(exc))),
     }
 
 

@@ -8,7 +8,8 @@
 #define MG_STATE_OBJECTS(X) \
     X(SharedBufferType) X(ForeignBufferType) X(LockType) X(RLockType) X(EventType) \
     X(SemaphoreType) X(BoundedSemaphoreType) X(ConditionType) X(QueueType) \
-    X(pickle_dumps) X(pickle_loads) X(remote_module) X(fn_by_token) X(ref_by_fn)
+    X(pickle_dumps) X(pickle_loads) X(remote_module) X(fn_by_token) X(ref_by_fn) \
+    X(main_frame_code)
 
 int
 mg_state_traverse(mg_state *st, visitproc visit, void *arg)
@@ -67,6 +68,19 @@ void
 mg_shared_incref(mg_shared *s)
 {
     atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+}
+
+int
+mg_shared_tryincref(mg_shared *s)
+{
+    long n = atomic_load_explicit(&s->refcnt, memory_order_relaxed);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak_explicit(&s->refcnt, &n, n + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 void

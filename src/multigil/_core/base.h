@@ -93,6 +93,7 @@ struct mg_state {
     PyObject *fn_by_token;              /* dict: token of a function sent here -> function */
     Py_ssize_t fn_cache_bytes;          /* the size of their pickles */
     PyObject *ref_by_fn;                /* dict: function sent from here -> (token, pickled) */
+    PyObject *main_frame_code;          /* call.c: the frame C callables are called in */
     mg_interp *interp;                  /* interp.c: this interpreter's registry entry */
 };
 
@@ -130,6 +131,9 @@ struct mg_shared {
 
 void mg_shared_init(mg_shared *s, const mg_shared_kind *kind);
 void mg_shared_incref(mg_shared *s);
+/* Take a reference unless the last one is gone (`s` is being destroyed):
+ * 1 if taken.  For registries that find objects they hold no reference to. */
+int mg_shared_tryincref(mg_shared *s);
 void mg_shared_decref(mg_shared *s);
 /* Process-unique ids (shared objects, function tokens), never 0. */
 int64_t mg_next_id(void);

@@ -362,6 +362,215 @@ mg_stage_name(mg_stage stage)
     }
 }
 
+/* A chunk of a map: fn(*item) for each argument tuple of the list `items`.
+ * (results, None), or (the results before the item that raised, excinfo).
+ * SystemExit and KeyboardInterrupt are not caught: they end the worker's
+ * interpreter (mg_outcome_set marks them fatal). */
+static PyObject *
+run_chunk(mg_state *sub, PyObject *fn, PyObject *items)
+{
+    if (!PyList_Check(items)) {
+        return PyErr_Format(PyExc_TypeError, "the items of a chunk must be a list, not %.100s",
+                            Py_TYPE(items)->tp_name);
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *results = PyList_New(n);
+    if (results == NULL) {
+        return NULL;
+    }
+    Py_ssize_t i = 0;
+    for (; i < n; i++) {
+        PyObject *args = PySequence_Tuple(PyList_GET_ITEM(items, i));
+        PyObject *r = args ? PyObject_Call(fn, args, NULL) : NULL;
+        Py_XDECREF(args);
+        if (r == NULL) {
+            break;
+        }
+        PyList_SET_ITEM(results, i, r);
+    }
+    if (i == n) {
+        PyObject *res = PyTuple_Pack(2, results, Py_None);
+        Py_DECREF(results);
+        return res;
+    }
+    PyObject *done = PyList_GetSlice(results, 0, i);
+    Py_DECREF(results);         /* the slots after i are NULL: list_dealloc skips them */
+    if (done == NULL || PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        Py_XDECREF(done);
+        return NULL;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *remote = mg_remote(sub);
+    PyObject *info = remote ? PyObject_CallMethod(remote, "capture", "O", exc) : NULL;
+    Py_DECREF(exc);
+    PyObject *res = info ? PyTuple_Pack(2, done, info) : NULL;
+    Py_XDECREF(info);
+    Py_DECREF(done);
+    return res;
+}
+
+/* The call itself, in whatever frame is current. */
+static PyObject *
+call_now(mg_state *sub, PyObject *fn, const mg_call *c)
+{
+    if (c->chunked) {
+        return run_chunk(sub, fn, c->args);
+    }
+    return PyObject_Call(fn, c->args, c->kwargs == Py_None ? NULL : c->kwargs);
+}
+
+/* Some C callables need a frame: eval, exec, globals, locals, vars and dir
+ * raise SystemError "frame does not exist" without one.  A call that may
+ * reach them runs in a frame of its own: module-level code whose globals and
+ * locals are __main__'s dict, which is what those builtins use in CPython
+ * 3.14 when there is no frame.  Python functions bring their own frame (and
+ * globals), and other builtin functions need none: those are called directly,
+ * so that a call of them costs nothing more.  Anything else (a class, a
+ * functools.partial, a callable object) may call those builtins, and gets the
+ * frame.
+ *
+ * The code is `<const>()`, its constant the C function run_pending below,
+ * which runs the call that call_in_main_frame left pending for this thread
+ * (the code cannot name it: any name would show in __main__'s namespace). */
+
+/* Process-global constant table (read-only, no lock needed). */
+static const char *const frame_builtins[] = {"eval", "exec", "globals", "locals", "vars", "dir"};
+
+/* A call left for run_pending, on call_in_main_frame's stack. */
+typedef struct {
+    const mg_call *call;        /* NULL once run_pending took it */
+    PyObject *fn;               /* borrowed */
+    PyObject *result;           /* what it returned (a new reference) */
+} pending_call;
+
+/* The call this thread's main-frame code runs next.  Thread-local: each
+ * thread runs its own calls, and calls nested in one (through another
+ * interpreter) save and restore it.  Owner: the thread itself; no lock. */
+static _Thread_local pending_call *pending = NULL;
+
+static int
+needs_frame(PyObject *fn)
+{
+    if (PyFunction_Check(fn)) {
+        return 0;
+    }
+    if (PyMethod_Check(fn)) {
+        return !PyFunction_Check(PyMethod_GET_FUNCTION(fn));
+    }
+    if (!PyCFunction_Check(fn)) {
+        return 1;
+    }
+    const char *name = ((PyCFunctionObject *)fn)->m_ml->ml_name;
+    for (size_t i = 0; i < sizeof(frame_builtins) / sizeof(frame_builtins[0]); i++) {
+        if (strcmp(name, frame_builtins[i]) == 0) {
+            PyObject *self = PyCFunction_GET_SELF(fn);
+            const char *mod = self && PyModule_Check(self) ? PyModule_GetName(self) : NULL;
+            if (mod == NULL) {
+                PyErr_Clear();
+            }
+            return mod != NULL && strcmp(mod, "builtins") == 0;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+run_pending(PyObject *capsule, PyObject *Py_UNUSED(ignored))
+{
+    mg_state *sub = PyCapsule_GetPointer(capsule, NULL);
+    pending_call *p = pending;
+    if (sub == NULL || p == NULL || p->call == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "multigil: no call is pending");
+        return NULL;
+    }
+    const mg_call *c = p->call;
+    p->call = NULL;             /* taken: it runs once */
+    PyObject *result = call_now(sub, p->fn, c);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(p->result, result);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef run_pending_def = {
+    "run_pending", run_pending, METH_NOARGS, "Run the call multigil left pending (internal).",
+};
+
+static PyObject *
+main_frame_code(mg_state *sub)
+{
+    if (sub->main_frame_code != NULL) {
+        return sub->main_frame_code;
+    }
+    PyObject *remote = mg_remote(sub);
+    if (remote == NULL) {
+        return NULL;
+    }
+    /* The capsule holds a raw pointer to the state that owns the code. */
+    PyObject *capsule = PyCapsule_New(sub, NULL, NULL);
+    PyObject *invoke = capsule ? PyCFunction_New(&run_pending_def, capsule) : NULL;
+    Py_XDECREF(capsule);
+    if (invoke == NULL) {
+        return NULL;
+    }
+    sub->main_frame_code = PyObject_CallMethod(remote, "main_frame_code", "O", invoke);
+    Py_DECREF(invoke);
+    return sub->main_frame_code;
+}
+
+static PyObject *
+call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
+{
+    PyObject *code = main_frame_code(sub);
+    PyObject *main_mod = code ? PyImport_AddModule("__main__") : NULL;     /* borrowed */
+    if (main_mod == NULL) {
+        return NULL;
+    }
+    PyObject *ns = PyModule_GetDict(main_mod);
+    pending_call p = {c, fn, NULL};
+    pending_call *outer = pending;
+    pending = &p;
+    PyObject *none = PyEval_EvalCode(code, ns, ns);
+    pending = outer;
+    PyObject *result = p.result;
+    if (none != NULL) {
+        Py_DECREF(none);
+        return result;
+    }
+    Py_XDECREF(result);
+    /* The traceback starts at that frame, which is ours, not the caller's. */
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *tb = exc ? PyException_GetTraceback(exc) : NULL;
+    if (tb != NULL) {
+        PyTracebackObject *head = (PyTracebackObject *)tb;
+        PyCodeObject *head_code = head->tb_frame ? PyFrame_GetCode(head->tb_frame) : NULL;
+        if ((PyObject *)head_code == code) {
+            PyException_SetTraceback(exc, head->tb_next ? (PyObject *)head->tb_next : Py_None);
+        }
+        Py_XDECREF(head_code);
+        Py_DECREF(tb);
+    }
+    PyErr_SetRaisedException(exc);
+    return NULL;
+}
+
+PyObject *
+mg_not_rebuilt(mg_state *sub, const char *what)
+{
+    /* An ImportError (a module that does not import here, such as one that
+     * refuses isolated interpreters) says it best, and the process fallback
+     * looks for it: it passes unchanged, as interrupts and MemoryError do. */
+    if (!PyErr_ExceptionMatches(PyExc_Exception) || PyErr_ExceptionMatches(PyExc_ImportError)
+        || PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return NULL;
+    }
+    return mg_raise(sub, MG_ERR_NOT_SHAREABLE,
+                    "%s not shareable: could not be rebuilt (unpickled) in interpreter %lld",
+                    what, (long long)PyInterpreterState_GetID(PyInterpreterState_Get()));
+}
+
 PyObject *
 mg_call_invoke(mg_state *sub, const mg_call *c, mg_stage *stage)
 {
@@ -372,15 +581,7 @@ mg_call_invoke(mg_state *sub, const mg_call *c, mg_stage *stage)
         }
         return NULL;
     }
-    PyObject *result;
-    if (c->chunked) {
-        PyObject *remote = mg_remote(sub);
-        result = remote == NULL ? NULL
-                                : PyObject_CallMethod(remote, "run_chunk", "OO", fn, c->args);
-    }
-    else {
-        result = PyObject_Call(fn, c->args, c->kwargs == Py_None ? NULL : c->kwargs);
-    }
+    PyObject *result = needs_frame(fn) ? call_in_main_frame(sub, fn, c) : call_now(sub, fn, c);
     Py_DECREF(fn);
     if (result == NULL && stage != NULL) {
         *stage = MG_STAGE_CALL;
@@ -415,9 +616,9 @@ capture_exception(mg_state *st, mg_blob *out)
             PyErr_Clear();
         }
         Py_XDECREF(info);
-        info = Py_BuildValue("(ssOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
+        info = Py_BuildValue("(ssOOOOO)", exc ? Py_TYPE(exc)->tp_name : "SystemError",
                              exc ? Py_TYPE(exc)->tp_name : "SystemError",
-                             Py_None, msg ? msg : Py_None, Py_None, Py_None);
+                             Py_None, msg ? msg : Py_None, Py_None, Py_None, Py_None);
         Py_XDECREF(msg);
         if (info == NULL || mg_encode(st, info, out, 0) < 0) {
             PyErr_Clear();
@@ -492,7 +693,9 @@ mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
     }
     mg_state *sub = mg_session_state(&s);
     if (sub != NULL) {
-        mg_outcome_set(sub, job(sub, in, arg), MG_STAGE_CALL, out);
+        mg_stage stage = MG_STAGE_CALL;
+        PyObject *result = job(sub, in, arg, &stage);
+        mg_outcome_set(sub, result, stage, out);
     }
     /* Dropped while still in the target: zero-copy exports of the caller's
      * buffers are then released by the caller as soon as mg_leave returns. */

@@ -77,10 +77,17 @@ void mg_call_clear(mg_call *c);
 /* "function", "arguments", "call", "result"; NULL for MG_STAGE_NONE. */
 const char *mg_stage_name(mg_stage stage);
 
-/* In the target: resolve the function and call it.  The result (a new
- * reference), or NULL with its exception set and *stage (if not NULL) set to
- * MG_STAGE_FUNCTION or MG_STAGE_CALL. */
+/* In the target: resolve the function and call it (a chunk: apply it to each
+ * argument tuple, in C).  A callable that may need a frame (eval, exec,
+ * globals, ...) is called in module-level code whose namespace is __main__'s.
+ * The result (a new reference), or NULL with its exception set and *stage
+ * (if not NULL) set to MG_STAGE_FUNCTION or MG_STAGE_CALL. */
 PyObject *mg_call_invoke(mg_state *sub, const mg_call *c, mg_stage *stage);
+/* In the target, when what was sent (`what`: "args", "func", ...) could not
+ * be decoded there: NotShareableError "<what> not shareable", as the stdlib
+ * says it, the decoding error as its __cause__ -- unless that error is an
+ * ImportError, MemoryError or interrupt, which stays.  Returns NULL. */
+PyObject *mg_not_rebuilt(mg_state *sub, const char *what);
 
 /*************************************************************************
  * Outcomes                                                              *
@@ -91,7 +98,10 @@ typedef struct {
     mg_blob value;      /* the result, or the excinfo of its error */
     int ok;             /* 1: value is the result; 0: an excinfo */
     int fatal;          /* the error was SystemExit or KeyboardInterrupt */
-    mg_stage stage;     /* where it failed (MG_STAGE_NONE when ok) */
+    mg_stage stage;     /* where it failed (MG_STAGE_NONE when ok); at any stage
+                         * but MG_STAGE_CALL the error is the crossing's (what
+                         * was sent could not be rebuilt, or the result could
+                         * not be encoded), not the code's */
 } mg_outcome;
 
 void mg_outcome_init(mg_outcome *o);
@@ -112,8 +122,10 @@ PyObject *mg_outcome_take(mg_state *st, mg_outcome *o);
 
 /* Work run inside the target interpreter (attached, with its _core state
  * `sub`), reading `in` (or NULL) and `arg`: a new reference to the result,
- * or NULL with the exception set. */
-typedef PyObject *(*mg_job)(mg_state *sub, const mg_blob *in, const void *arg);
+ * or NULL with the exception set and *stage (MG_STAGE_CALL when the job is
+ * called) saying where it failed: a job that fails because what it was sent
+ * cannot be rebuilt there sets MG_STAGE_FUNCTION or MG_STAGE_ARGUMENTS. */
+typedef PyObject *(*mg_job)(mg_state *sub, const mg_blob *in, const void *arg, mg_stage *stage);
 
 /* Run `job` in interpreter `id` and leave its outcome in *out (initialised
  * here).  `in` (may be NULL) is cleared while still in the target, so that

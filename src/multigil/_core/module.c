@@ -77,20 +77,25 @@ core_destroy(PyObject *module, PyObject *arg)
  * mg_run_in. */
 
 static PyObject *
-call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg), mg_stage *stage)
 {
     mg_call c;
     mg_stage failed;
     if (mg_call_decode(sub, in, &c, &failed) < 0) {
-        return NULL;
+        *stage = failed == MG_STAGE_FUNCTION ? MG_STAGE_FUNCTION : MG_STAGE_ARGUMENTS;
+        return mg_not_rebuilt(sub, *stage == MG_STAGE_FUNCTION ? "func" : "args");
     }
-    PyObject *result = mg_call_invoke(sub, &c, NULL);
+    PyObject *result = mg_call_invoke(sub, &c, stage);
+    if (result == NULL && *stage == MG_STAGE_FUNCTION) {
+        mg_not_rebuilt(sub, "func");
+    }
     mg_call_clear(&c);
     return result;
 }
 
 static PyObject *
-exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source)
+exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source,
+         mg_stage *Py_UNUSED(stage))
 {
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
     if (main_mod == NULL) {
@@ -101,11 +106,13 @@ exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *sou
 }
 
 static PyObject *
-set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
+set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg),
+                   mg_stage *stage)
 {
     PyObject *ns = mg_decode(sub, in);
     if (ns == NULL) {
-        return NULL;
+        *stage = MG_STAGE_ARGUMENTS;
+        return mg_not_rebuilt(sub, "values");
     }
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
     int rc = main_mod == NULL ? -1 : PyDict_Update(PyModule_GetDict(main_mod), ns);
@@ -119,7 +126,9 @@ set_main_attrs_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg))
 PyDoc_STRVAR(call__doc__,
 "call($module, id, fn, args, kwargs, /)\n--\n\n"
 "Call fn(*args, **kwargs) in interpreter `id` from this thread.  Returns\n"
-"(True, result) or (False, excinfo tuple from multigil._remote.capture).");
+"(True, result), (False, excinfo) if the call raised, or (None, excinfo) if\n"
+"fn, the arguments or the result could not cross (a NotShareableError); an\n"
+"excinfo is the tuple multigil._remote.capture makes.");
 
 static PyObject *
 core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -155,7 +164,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (value == NULL) {
         return NULL;
     }
-    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : Py_False, value);
+    PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : out.stage != MG_STAGE_CALL ? Py_None : Py_False, value);
     Py_DECREF(value);
     return res;
 }
@@ -189,7 +198,8 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 PyDoc_STRVAR(set_main_attrs__doc__,
 "set_main_attrs($module, id, ns, /)\n--\n\n"
 "Bind the names of `ns` in the __main__ module of interpreter `id`.  Returns\n"
-"None, or the excinfo tuple if a value could not be rebuilt there.");
+"None, or the excinfo tuple of the NotShareableError raised there if a value\n"
+"could not be rebuilt there.");
 
 static PyObject *
 core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

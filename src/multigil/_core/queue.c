@@ -178,7 +178,14 @@ struct mg_queue {
     size_t cap, first, count;
     Py_ssize_t maxsize;         /* as given; <= 0 means unbounded */
     int closed;
+    mg_queue *live_prev, *live_next;    /* the list of live queues (live_lock) */
 };
+
+/* Every live queue, so that an unpickled queue finds its raw queue by id
+ * (mg_queue_lookup).  Process-global.  Owner: this file.  Lock: live_lock,
+ * which guards live_head and the live_prev/live_next links of every queue. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static mg_queue *live_head = NULL;
 
 /* A ring larger than this is freed when the queue drains, so that a burst of
  * a million items does not pin memory forever. */
@@ -189,8 +196,20 @@ queue_destroy(mg_shared *s)
 {
     mg_queue *q = (mg_queue *)s;
     size_t i;
-    /* Last reference: nobody else can see q, no lock needed.  Freeing a blob
-     * only drops raw references (mg_blob_clear), no Python API. */
+    pthread_mutex_lock(&live_lock);
+    if (q->live_prev != NULL) {
+        q->live_prev->live_next = q->live_next;
+    }
+    else {
+        live_head = q->live_next;
+    }
+    if (q->live_next != NULL) {
+        q->live_next->live_prev = q->live_prev;
+    }
+    pthread_mutex_unlock(&live_lock);
+    /* Last reference: nobody else can see q (a lookup that found it before
+     * it was unlinked could not take a reference), no lock needed.  Freeing a
+     * blob only drops raw references (mg_blob_clear), no Python API. */
     for (i = 0; i < q->count; i++) {
         mg_queue_item_clear(&q->ring[(q->first + i) % q->cap]);
     }
@@ -223,7 +242,29 @@ mg_queue_new(Py_ssize_t maxsize)
     mg_cond_init(&q->not_empty);
     mg_cond_init(&q->not_full);
     q->maxsize = maxsize;
+    pthread_mutex_lock(&live_lock);
+    q->live_next = live_head;
+    if (live_head != NULL) {
+        live_head->live_prev = q;
+    }
+    live_head = q;
+    pthread_mutex_unlock(&live_lock);
     return q;
+}
+
+mg_queue *
+mg_queue_lookup(int64_t id)
+{
+    mg_queue *found = NULL;
+    pthread_mutex_lock(&live_lock);
+    for (mg_queue *q = live_head; q != NULL; q = q->live_next) {
+        if (q->head.id == id) {
+            found = mg_shared_tryincref(&q->head) ? q : NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
+    return found;
 }
 
 /* Make room for one more item; mu held.  0, or -1 on no memory. */

@@ -30,6 +30,9 @@ typedef enum { MG_QUEUE_PUT, MG_QUEUE_GET } mg_queue_op;
 /* A new queue (one reference, for its first wrapper), or NULL with
  * MemoryError.  maxsize <= 0: unbounded. */
 mg_queue *mg_queue_new(Py_ssize_t maxsize);
+/* The live queue with this id (a new reference), or NULL: none, or it is
+ * being destroyed.  No exception is set.  (A pickled queue is its id.) */
+mg_queue *mg_queue_lookup(int64_t id);
 int64_t mg_queue_id(const mg_queue *q);
 Py_ssize_t mg_queue_maxsize(const mg_queue *q);
 /* The number of items now; *closed (if not NULL) whether it is closed. */

@@ -5,6 +5,8 @@
 #include "wait.h"
 #include "xidata.h"
 
+#include <unistd.h>
+
 #define QUEUE_RAW(self) ((mg_queue *)((mg_wrapper *)(self))->raw)
 
 /*************************************************************************
@@ -327,6 +329,57 @@ queue_repr(PyObject *self)
                                 closed ? " closed" : "");
 }
 
+/* Pickling: a queue pickles as its id and the process's, and unpickles, in
+ * any interpreter of this process, to the same queue (as the stdlib's), if
+ * it still exists then: the pickle holds no reference to it. */
+
+static PyObject *
+queue_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *module = PyType_GetModule(Py_TYPE(self));     /* borrowed */
+    PyObject *from_id = module ? PyObject_GetAttrString(module, "_queue_from_id") : NULL;
+    if (from_id == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(N(Ll))", from_id, (long long)mg_queue_id(QUEUE_RAW(self)),
+                         (long)getpid());
+}
+
+PyDoc_STRVAR(queue_from_id__doc__,
+"_queue_from_id($module, id, pid, /)\n--\n\n"
+"The Queue with this id, in the process `pid` (this one): how a pickled\n"
+"Queue is rebuilt.  ValueError if it does not exist (any more).");
+
+static PyObject *
+queue_from_id(PyObject *module, PyObject *args)
+{
+    long long id;
+    long pid;
+    if (!PyArg_ParseTuple(args, "Ll:_queue_from_id", &id, &pid)) {
+        return NULL;
+    }
+    if (pid != (long)getpid()) {
+        return PyErr_Format(PyExc_ValueError,
+                            "multigil queue %lld was pickled in another process (%ld): a queue "
+                            "is shared by the interpreters of one process only", id, pid);
+    }
+    mg_queue *q = mg_queue_lookup(id);
+    if (q == NULL) {
+        return PyErr_Format(PyExc_ValueError,
+                            "multigil queue %lld no longer exists: a pickled queue does not keep "
+                            "it alive; keep a reference to the queue until it is unpickled", id);
+    }
+    mg_state *st = PyModule_GetState(module);
+    PyObject *obj = mg_wrapper_new(st->QueueType, (mg_shared *)q);
+    mg_shared_decref((mg_shared *)q);       /* the wrapper took its own reference */
+    return obj;
+}
+
+static PyMethodDef queue_functions[] = {
+    {"_queue_from_id", queue_from_id, METH_VARARGS, queue_from_id__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef queue_methods[] = {
     {"put", (PyCFunction)(void (*)(void))queue_put, METH_FASTCALL | METH_KEYWORDS,
      queue_put_doc},
@@ -346,6 +399,9 @@ static PyMethodDef queue_methods[] = {
      "close($self, /)\n--\n\nClose the queue in every interpreter.\n\n"
      "Blocked and later put() calls raise QueueClosed; get() still returns the\n"
      "items already queued, then raises QueueClosed.  Closing twice is harmless.\n"},
+    {"__reduce__", queue_reduce, METH_NOARGS,
+     "__reduce__($self, /)\n--\n\nPickled, a queue is its id: it unpickles to the same queue, "
+     "in any\ninterpreter of this process, while the queue exists.\n"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -384,5 +440,8 @@ int
 mg_queue_init(PyObject *module, mg_state *st)
 {
     st->QueueType = mg_add_type(module, &queue_spec, NULL);
-    return st->QueueType == NULL ? -1 : 0;
+    if (st->QueueType == NULL) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, queue_functions);
 }

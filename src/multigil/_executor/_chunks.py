@@ -23,6 +23,7 @@ Chunk size, unless given:
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import time
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ._future import InterpreterFuture
     from ._pool import _Pool, _Task
 
-__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate"]
+__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate", "handing_out"]
 
 #: Most items a chunk gets when map chooses the size.
 CHUNK_CAP = 4096
@@ -66,8 +67,9 @@ def make_bar(progress: bool | Mapping[str, Any], total: int | None) -> Any:
 
 
 def _length(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """How many argument tuples zip(*iterables) yields, if their lengths say."""
     try:
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+        return min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]
     except TypeError:
         return None
 
@@ -316,16 +318,27 @@ def iterate(run: MapRun, end_time: float | None,
                     raise TimeoutError from None
                 if fut not in run.live:
                     continue
-            results = run.consume(fut)
+            yield from handing_out(run.consume(fut))
             del fut
-            yield from results
-            del results
             run.raise_error()
     except KeyboardInterrupt:
         run.stop(interrupt=True)
         raise
     finally:
         run.stop()
+
+
+_END = object()
+
+
+def handing_out(results: list[Any]) -> Iterator[Any]:
+    """The items of `results`, each let go of as it is handed out: the
+    iterator of a map keeps no reference to a result once yielded (as the
+    stdlib's, bpo-14406).  The list is emptied."""
+    items = collections.deque(results)
+    results.clear()
+    items.append(_END)
+    return iter(items.popleft, _END)
 
 
 def _wait(fut: InterpreterFuture, end_time: float | None) -> None:

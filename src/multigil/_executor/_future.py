@@ -3,7 +3,8 @@
 :class:`InterpreterFuture` is a :class:`concurrent.futures.Future` with one
 addition: ``cancel(interrupt=True)`` also stops a task that is already running
 (the worker raises :class:`~multigil.TaskCancelled` in it and goes on with the
-next task).  Plain ``cancel()`` behaves exactly as in the standard library.
+next task).  Plain ``cancel()`` behaves exactly as in the standard library,
+and ``result()`` as in 3.14 (an exception that is false still raises).
 
 The future knows nothing of pools: to stop its running task it calls the one
 callable the pool gave it (``_stop``).  The state changes the pool makes go
@@ -92,14 +93,31 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         # False from stop(): the task has just ended, or someone else stopped it.
         return stop(self) or self.cancelled()
 
+    def _Future__get_result(self) -> Any:
+        # What Future.result() returns or raises once done.  Before Python
+        # 3.14 it tested ``if self._exception:``, so an exception whose
+        # __bool__ or __len__ says false was dropped and result() returned
+        # None (gh-132063); on every version here it propagates.
+        exc = self._exception
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                del exc     # no cycle through this frame
+        return self._result
+
     # ------------------------------------------------------------ pool side --
 
     def _mg_start(self) -> bool:
-        """PENDING -> RUNNING; False (and waiters told) if it was cancelled."""
+        """PENDING -> RUNNING; True if RUNNING already (the pool marks a task
+        that starts a worker RUNNING at once); False (and waiters told) if it
+        was cancelled or completed meanwhile."""
         with self._condition:
             state = self._state
             if state == PENDING:
                 self._state = RUNNING
+                return True
+            if state == RUNNING:
                 return True
             if state == CANCELLED:  # through Future.cancel(self)
                 self._state = CANCELLED_AND_NOTIFIED
@@ -108,11 +126,12 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         return False
 
     def _mg_fail_pending(self, exc: BaseException) -> bool:
-        """Fail a task that has not started (broken pool)."""
+        """Fail a task that no worker has taken (broken pool)."""
         with self._condition:
-            if self._state != PENDING:
+            if self._state == PENDING:
+                self._state = RUNNING  # so that set_exception() accepts it
+            elif self._state != RUNNING:
                 return False
-            self._state = RUNNING  # so that set_exception() accepts it
         self._mg_complete(exc=exc)
         return True
 

@@ -8,8 +8,10 @@ task, ``on_start`` turns its future RUNNING (or skips a cancelled one),
 reference to the pool's internals: only the one callable that stops its task,
 given when a worker starts it.
 
-Each worker is an OS thread that creates its own interpreter (the workers of a
-pool are created in parallel, each under its own GIL), runs the initializer
+Each worker is an OS thread that creates its own interpreter (a task starts a
+worker unless one is idle, up to max_workers, as ThreadPoolExecutor does; the
+workers of a burst are created in parallel, each under its own GIL), runs the
+initializer
 there, then enters it once and stays inside, in ``_core.Worker.run()``: a task
 costs two hand-offs through native memory and no thread switch besides the
 worker's own, since the worker completes the future itself.  When ``run()``
@@ -39,12 +41,14 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import BrokenExecutor, CancelledError
+from concurrent.futures import CancelledError
+from concurrent.futures.thread import BrokenThreadPool
 from functools import partial
 from typing import Any, Callable, Mapping
 
 from .. import _core, _pickler, _remote, interpreters
-from .._errors import InterpreterError, NotShareableError, QueueClosed, exception_from
+from .._errors import (ExecutionFailed, InterpreterError, NotShareableError, QueueClosed,
+                      exception_from)
 from . import _watchdog
 from ._future import InterpreterFuture
 
@@ -59,10 +63,11 @@ NOT_STARTED = frozenset({"function", "arguments"})
 LOGGER = logging.getLogger("concurrent.futures")
 
 
-class BrokenInterpreterPool(BrokenExecutor):
+class BrokenInterpreterPool(BrokenThreadPool):
     """The pool cannot run tasks any more: a worker's initializer failed, or a
     worker interpreter could not be created.  Tasks that had not started fail
-    with this error; ``submit`` raises it."""
+    with this error; ``submit`` raises it.  (A ``BrokenThreadPool``, hence a
+    ``concurrent.futures.BrokenExecutor``, as the stdlib's.)"""
 
 
 def default_max_workers() -> int:
@@ -208,7 +213,14 @@ class _Slot:
         return False
 
     def on_done(self, tid: int, ok: bool | None, value: Any, stage: str | None) -> None:
-        task = self.pool.pending.pop(tid, None)
+        pool = self.pool
+        if pool.queue.empty():
+            # Idle from now on, as ThreadPoolExecutor's workers count
+            # themselves: told before the future completes, so that the next
+            # submit of a caller that waited for it finds this worker idle.
+            with pool.lock:
+                pool.idle += 1
+        task = pool.pending.pop(tid, None)
         if task is None:
             return
         if task.deadline is not None:
@@ -238,9 +250,10 @@ class _Slot:
                     pool.initialize(interp)
                 except BaseException as exc:
                     LOGGER.critical("Exception in initializer:", exc_info=True)
-                    pool.set_broken(
-                        "A worker initializer failed, the interpreter pool is not "
-                        f"usable anymore: {type(exc).__name__}: {exc}", exc)
+                    summary = (exc.excinfo.formatted if isinstance(exc, ExecutionFailed)
+                               else f"{type(exc).__name__}: {exc}")
+                    pool.set_broken("A worker initializer failed, the interpreter pool is "
+                                    f"not usable anymore: {summary}", exc)
                     return
                 interp.call(_remote.adopt_thread, threading.current_thread().name)
                 self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
@@ -295,6 +308,9 @@ class _Pool:
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
         self.slots: list[_Slot] = []
+        # Workers that found the queue empty after a task and were not
+        # claimed by a submit since (ThreadPoolExecutor's idle semaphore).
+        self.idle = 0
         self.shutdown_flag = False
         self.broken: str | None = None
         with _global_lock:
@@ -336,23 +352,49 @@ class _Pool:
             except BaseException:
                 del self.pending[tid]
                 raise
-            if not self.slots:
-                self._start_workers()
+            self._adjust_workers(task)
         return task
 
-    def _start_workers(self) -> None:
-        """Start every worker at once: each creates its interpreter in parallel."""
-        for i in range(self.max_workers):
-            slot = _Slot(self)
-            t = threading.Thread(target=slot.main, name=f"{self.name}_{i}")
-            slot.thread = t
-            self.slots.append(slot)
-            try:
-                t.start()
-            except BaseException as exc:
-                slot.ended.set()
-                self.broken = f"could not start a worker thread: {exc}"
-                raise
+    def _adjust_workers(self, task: _Task) -> None:
+        """For a task just queued: claim an idle worker, or start one more if
+        fewer than max_workers run, as ThreadPoolExecutor does.  A burst of
+        tasks starts its workers at once: each creates its interpreter in
+        parallel, under its own GIL.  Called with self.lock held.
+
+        A task that starts a worker is RUNNING from then on: a new thread of
+        a ThreadPoolExecutor takes its task at once, this one must create its
+        interpreter first, and ``shutdown(cancel_futures=True)`` must not
+        cancel the tasks that would have started meanwhile.  Until a worker
+        takes it, stopping it (``cancel(interrupt=True)``) just cancels it."""
+        if self.idle > 0:
+            self.idle -= 1
+        elif len(self.slots) < self.max_workers:
+            self._start_worker()
+            fut = task.future
+            fut._stop = partial(self._stop_untaken, task.tid)
+            fut._mg_start()
+
+    def _stop_untaken(self, tid: int, fut: InterpreterFuture) -> bool:
+        return self.stop_task(tid)
+
+    def start_all(self) -> None:
+        """Start every worker now rather than as tasks come."""
+        with self.lock:
+            self.check_open()
+            while len(self.slots) < self.max_workers:
+                self._start_worker()
+
+    def _start_worker(self) -> None:
+        slot = _Slot(self)
+        t = threading.Thread(target=slot.main, name=f"{self.name}_{len(self.slots)}")
+        slot.thread = t
+        self.slots.append(slot)
+        try:
+            t.start()
+        except BaseException as exc:
+            slot.ended.set()
+            self.broken = f"could not start a worker thread: {exc}"
+            raise
 
     def initialize(self, interp: interpreters.Interpreter) -> None:
         if self.shared:
@@ -360,10 +402,13 @@ class _Pool:
         init = self.initializer
         if init is None:
             return
-        if isinstance(init, str):
-            interp.exec(init)
-        else:
-            interp.call(init, *self.initargs)
+        try:
+            if isinstance(init, str):
+                interp.exec(init)
+            else:
+                interp.call(init, *self.initargs)
+        except ExecutionFailed as failed:
+            raise exception_from(failed)    # the initializer's own error, as for tasks
 
     # ------------------------------------------------------------- stopping --
 
@@ -380,7 +425,9 @@ class _Pool:
             return False
         task.stop = "timeout" if timed_out else "cancel"
         worker = task.worker
-        if worker is None:  # pragma: no cover - set before RUNNING
+        if worker is None:
+            # RUNNING but not taken by a worker yet (_adjust_workers): the
+            # worker that takes it skips it, as it does a cancelled task.
             return True
         # The worker made the task current before on_start turned the future
         # RUNNING, so this hits unless the task has just ended.
@@ -396,7 +443,8 @@ class _Pool:
             if self.broken:
                 return
             self.broken = message
-            waiting = [t for t in self.pending.values() if not t.future.running()]
+            # not taken by a worker yet (some RUNNING: see _adjust_workers)
+            waiting = [t for t in self.pending.values() if t.worker is None]
             self.queue.close()
         for task in waiting:
             self.pending.pop(task.tid, None)
@@ -484,6 +532,7 @@ def _after_fork_in_child() -> None:
         pool.lock = threading.Lock()
         pool.broken = "the pool's workers do not exist in a forked child process"
         pool.slots = []
+        pool.idle = 0
         pool.pending.clear()
 
 

@@ -94,8 +94,8 @@ class InterpreterTaskExecutor(cf.Executor):
         return self._pool.max_workers
 
     def warm(self) -> None:
-        """Start the interpreters now rather than on the first task."""
-        self._pool.submit(_calls.run_batch, ())
+        """Start the interpreters now rather than as tasks come."""
+        self._pool._pool.start_all()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         run_task = self._run_task
