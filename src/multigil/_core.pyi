@@ -22,9 +22,11 @@ _T = TypeVar("_T")
 # places, so its items are not typed one by one.
 _ExcInfo: TypeAlias = tuple[Any, ...]
 
-# Flag of _roundtrip()/_encoded_size(): borrow large buffers of the value being
-# encoded instead of copying them (MG_ENCODE_BORROW in blob.h).
+# Flags of _roundtrip()/_encoded_size(): borrow large bytes/str of the value
+# being encoded instead of copying them (MG_ENCODE_BORROW in blob.h), and lend
+# them, kept alive by their owner until copied (MG_ENCODE_LEND).
 ENCODE_BORROW: Final = 1
+ENCODE_LEND: Final = 2
 
 # ------------------------------------------------- module.c (is_shareable: xidata.c) --
 
@@ -87,6 +89,9 @@ def _is_natively_shareable(obj: object, /) -> bool:
 
 def _run_deferred() -> None:
     """Run the buffer releases other interpreters deferred to this one."""
+
+def _exports(id: int, /) -> int:
+    """How many of interpreter ``id``'s objects other interpreters hold (-1: no such)."""
 
 # ------------------------------------------------------------------- shm.c --
 

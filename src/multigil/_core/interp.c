@@ -201,10 +201,10 @@ mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg)
     return 0;
 }
 
-static void
-run_deferred_of(mg_interp *ip)
+void
+mg_interp_run_deferred_of(mg_interp *ip)
 {
-    if (!atomic_load_explicit(&ip->has_deferred, memory_order_relaxed)) {
+    if (ip == NULL || !atomic_load_explicit(&ip->has_deferred, memory_order_relaxed)) {
         return;
     }
     LOCK();
@@ -230,7 +230,18 @@ mg_interp_run_deferred(void)
         PyErr_Clear();
         return;
     }
-    run_deferred_of(ip);
+    mg_interp_run_deferred_of(ip);
+}
+
+int
+mg_interp_attached(int64_t id)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+#endif
+    return ts != NULL && PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)) == id;
 }
 
 void
@@ -242,6 +253,16 @@ mg_interp_exports_add(int64_t owner_id, long delta)
         ip->exports += delta;
     }
     UNLOCK();
+}
+
+long
+mg_interp_exports(int64_t id)
+{
+    LOCK();
+    mg_interp *ip = find_locked(id);
+    long n = ip ? ip->exports : -1;
+    UNLOCK();
+    return n;
 }
 
 /*************************************************************************
@@ -393,7 +414,7 @@ mg_enter(mg_state *st, int64_t id, mg_session *s)
     if (ip->ngone) {
         reap_gone_threads(ip);
     }
-    run_deferred_of(ip);
+    mg_interp_run_deferred_of(ip);
     return 0;
 }
 
@@ -563,7 +584,7 @@ mg_interp_close(mg_state *st, int64_t id)
         return -1;
     }
     PyThreadState *saved = PyThreadState_Swap(ts);
-    run_deferred_of(ip);
+    mg_interp_run_deferred_of(ip);
     LOCK();
     long lent = ip->exports;
     UNLOCK();

@@ -41,9 +41,19 @@ long mg_interp_busy(int64_t id, const char **whence);
 int mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg);
 /* Run what was deferred to the current interpreter.  Needs its GIL. */
 void mg_interp_run_deferred(void);
+/* The same for `ip`, the registry entry of the interpreter the calling thread
+ * is attached to (a module state's `interp`, a session's): one atomic load
+ * when nothing is owed.  For threads that stay attached to an interpreter and
+ * never enter it again (the executor's workers). */
+void mg_interp_run_deferred_of(mg_interp *ip);
+/* 1 if the calling thread is attached to interpreter `id` (holds its GIL). */
+int mg_interp_attached(int64_t id);
 /* Count of live exports of the owner's objects to other interpreters; an
  * interpreter with live exports cannot be closed. */
 void mg_interp_exports_add(int64_t owner_id, long delta);
+/* That count for interpreter `id` (releases deferred but not yet run
+ * included), or -1 if there is no such interpreter. */
+long mg_interp_exports(int64_t id);
 
 /*************************************************************************
  * Entering, creating, closing                                           *
@@ -62,7 +72,7 @@ typedef struct {
 int mg_enter(mg_state *st, int64_t id, mg_session *s);
 void mg_leave(mg_session *s);
 /* The _core state inside the entered interpreter, or NULL if _core is not
- * imported there (no exception set). */
+ * imported there (no exception set).  Its registry entry is s->interp. */
 mg_state *mg_session_state(const mg_session *s);
 
 /* Create an isolated, own-GIL interpreter and run `bootstrap` (Python source)

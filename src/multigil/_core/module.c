@@ -141,8 +141,9 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob_init(&in);
     mg_outcome out;
     /* `c` stays alive until the call returned, so the blob may point into
-     * it instead of copying large arguments. */
-    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW);
+     * it instead of copying large arguments; those in lists and dicts, which
+     * may change meanwhile, are lent. */
+    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW | MG_ENCODE_LEND);
     if (rc == 0) {
         rc = mg_run_in(st, id, call_job, &in, NULL, &out);
     }
@@ -205,7 +206,7 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob in;
     mg_blob_init(&in);
     mg_outcome out;
-    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0 ||
+    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW | MG_ENCODE_LEND) < 0 ||
         mg_run_in(st, id, set_main_attrs_job, &in, NULL, &out) < 0) {
         return NULL;
     }

@@ -284,7 +284,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         task_over(self);
         mg_outcome out;
         mg_outcome_init(&out);
-        mg_outcome_set(sub, result, &out);
+        mg_outcome_set(sub, result, &out, 0);
         mg_call_clear(&task);
 
         worker_ts = PyThreadState_Swap(s.saved);
