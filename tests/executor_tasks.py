@@ -179,4 +179,16 @@ def slow_square(x: int, seconds: float) -> int:
     return x * x
 
 
+def main_value_refcount(name: str) -> int:
+    """sys.getrefcount() of a global of the worker's __main__ (as an argument)."""
+    import __main__
+
+    return sys.getrefcount(getattr(__main__, name))
+
+
+def view_of_new_buffer(size: int) -> memoryview:
+    """A memoryview of memory the worker's interpreter owns."""
+    return memoryview(bytearray(size))
+
+
 from helpers import work_slices  # noqa: E402,F401  (one implementation for all tests)

@@ -13,7 +13,9 @@
  * attaches to the main interpreter only for the moment it takes to mark the
  * future running and to complete it: no dispatcher thread, no extra hand-off.
  * A task is an mg_call; it is decoded, run and its outcome encoded by the
- * same functions as interpreters.call() (call.h).
+ * same functions as interpreters.call() (call.h).  Large bytes and str in
+ * tasks and results are lent (shm.h): copied once, by the receiver, straight
+ * out of the sender's object, which its own interpreter then drops.
  */
 #include "worker.h"
 #include "errors.h"
@@ -111,6 +113,26 @@ Worker_dealloc(WorkerObject *self)
     Py_DECREF(tp);
 }
 
+/* The worker thread switches between its interpreter and the caller's (the
+ * main one) without entering either again, so each side runs on arrival the
+ * releases owed to it: the caller's objects lent as arguments (the worker
+ * has copied them), the worker's lent as results or viewed by memoryviews
+ * that the caller dropped. */
+static PyThreadState *
+to_caller(mg_state *st, const mg_session *s)
+{
+    PyThreadState *worker_ts = PyThreadState_Swap(s->saved);
+    mg_interp_run_deferred_of(st->interp);
+    return worker_ts;
+}
+
+static void
+to_worker(const mg_session *s, PyThreadState *worker_ts)
+{
+    PyThreadState_Swap(worker_ts);
+    mg_interp_run_deferred_of(s->interp);
+}
+
 /* Attached to the main interpreter: tell it a task starts.  1: run it. */
 static int
 notify_start(WorkerObject *self, long long task_id)
@@ -153,7 +175,7 @@ notify_done(WorkerObject *self, mg_state *st, long long task_id, mg_outcome *out
         PyErr_WriteUnraisable(self->on_done);
     }
     Py_XDECREF(res);
-    mg_interp_run_deferred();
+    mg_interp_run_deferred_of(st->interp);
 }
 
 /* Inside the worker's interpreter, after a task that interrupt() hit: an
@@ -270,9 +292,9 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         /* Current from before its future turns RUNNING in on_start: whoever
          * sees it running can interrupt it, even before it has started. */
         atomic_store(&self->raw->current_task, task_id);
-        PyThreadState *worker_ts = PyThreadState_Swap(s.saved);
+        PyThreadState *worker_ts = to_caller(st, &s);
         int go = notify_start(self, task_id);
-        PyThreadState_Swap(worker_ts);
+        to_worker(&s, worker_ts);
         if (!go) {
             task_over(self);
             mg_call_clear(&task);
@@ -284,12 +306,13 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         task_over(self);
         mg_outcome out;
         mg_outcome_init(&out);
-        mg_outcome_set(sub, result, &out, 0);
+        /* Large results are lent: the worker drops them on its way back. */
+        mg_outcome_set(sub, result, &out, MG_ENCODE_LEND);
         mg_call_clear(&task);
 
-        worker_ts = PyThreadState_Swap(s.saved);
+        worker_ts = to_caller(st, &s);
         notify_done(self, st, task_id, &out);
-        PyThreadState_Swap(worker_ts);
+        to_worker(&s, worker_ts);
 
         done++;
         if (out.fatal) {
@@ -417,7 +440,9 @@ core_submit_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     mg_blob blob;
     mg_blob_init(&blob);
-    int rc = mg_call_encode(st, &task, &blob, 0);
+    /* Large arguments are lent: the worker copies them out of the caller's
+     * objects, which the caller drops when the worker next attaches to it. */
+    int rc = mg_call_encode(st, &task, &blob, MG_ENCODE_LEND);
     mg_call_clear(&task);
     if (rc < 0) {
         return NULL;
