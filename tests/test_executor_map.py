@@ -69,6 +69,26 @@ def test_map_lazy_chunks_grow_for_tiny_tasks(pool):
     it.close()
 
 
+def test_first_lazy_map_of_a_fresh_pool_grows_its_chunks():
+    # A fresh worker's first task also pays for its imports.  That first
+    # estimate of an item's cost must not fill the buffer with one-item
+    # chunks: every later chunk then had room for one item only, and the
+    # first map of a pool cost a task per item.
+    n, buffersize = 200_000, 10_000
+    with InterpreterPoolExecutor(2) as fresh:
+        first_id = next(fresh._pool.ids)
+        assert sum(fresh.map(abs, range(n), buffersize=buffersize)) == n * (n - 1) // 2
+        chunks = next(fresh._pool.ids) - first_id - 1
+    assert chunks < n // 100, f"{chunks} chunks for {n} items"
+
+
+def test_lazy_chunks_in_flight_are_bounded(pool):
+    it = pool.map(abs, itertools.count(), buffersize=100_000)
+    for _ in itertools.islice(it, 50_000):
+        assert len(chunk_sizes(it)) <= _chunks.CHUNKS_AHEAD * pool.max_workers
+    it.close()
+
+
 def test_map_lazy_chunks_stay_small_for_slow_tasks(pool):
     # 50 ms items against a 20 ms target: chunks of one item
     sizes = []
