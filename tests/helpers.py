@@ -121,3 +121,12 @@ class ExecInThread:
         assert not self.thread.is_alive(), "interpreter thread did not finish"
         if self.error is not None:
             raise self.error
+
+
+def rss_kib() -> int:
+    """Resident set size of this process (every interpreter in it), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

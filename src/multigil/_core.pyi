@@ -66,6 +66,12 @@ def get_main() -> int:
 def status(id: int, /) -> tuple[str, int] | None:
     """``(whence, threads running inside)`` of interpreter ``id``, or None if it is gone."""
 
+def _forget_functions() -> None:
+    """Drop this interpreter's caches of functions sent to it and from it."""
+
+def _renew_thread_states(id: int, /) -> None:
+    """Replace the thread states kept for interpreter ``id`` by one new one, this thread's."""
+
 def is_shareable(obj: object, /) -> bool:
     """Whether ``obj`` crosses interpreters natively (no pickle)."""
 

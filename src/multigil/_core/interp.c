@@ -538,6 +538,101 @@ mg_interp_create(mg_state *st, const char *bootstrap)
     return id;
 }
 
+/* Clear and delete every cached thread state of `ip` but `keep`.  Attached
+ * to `ip` (through `keep`), with nobody else inside it. */
+static void
+drop_thread_states(mg_interp *ip, PyThreadState *keep)
+{
+    for (;;) {
+        PyThreadState *other = NULL;
+        LOCK();
+        for (mg_tnode **pp = &ip->nodes; *pp;) {
+            mg_tnode *nd = *pp;
+            if (nd->tstate == keep) {
+                pp = &nd->next_in_interp;
+                continue;
+            }
+            *pp = nd->next_in_interp;
+            other = nd->tstate;
+            if (nd->thread_gone) {
+                ip->ngone--;
+                PyMem_RawFree(nd);
+            }
+            else {
+                nd->interp = NULL;    /* its thread drops it */
+            }
+            break;
+        }
+        UNLOCK();
+        if (other == NULL) {
+            break;
+        }
+        PyThreadState_Clear(other);
+        PyThreadState_Delete(other);
+    }
+}
+
+int
+mg_interp_renew_thread_states(mg_state *st, int64_t id)
+{
+    pthread_once(&tls_once, tls_init);
+    LOCK();
+    mg_interp *ip = find_locked(id);
+    const char *problem = NULL;
+    if (ip == NULL || ip->closing) {
+        problem = "does not exist (it was closed?)";
+    }
+    else if (!ip->owned) {
+        problem = "was not created by multigil";
+    }
+    else if (ip->istate == PyInterpreterState_Get()) {
+        problem = "is the current interpreter";
+    }
+    else if (atomic_load(&ip->busy) > 0) {
+        problem = "is running in another thread";
+    }
+    if (problem) {
+        UNLOCK();
+        mg_raise(st, MG_ERR_INTERPRETER, "cannot renew the thread states of interpreter "
+                 "%lld: it %s", (long long)id, problem);
+        return -1;
+    }
+    /* Like a close: nobody may enter while its thread states go. */
+    ip->closing = 1;
+    atomic_fetch_add(&ip->busy, 1);
+    UNLOCK();
+
+    PyThreadState *fresh = PyThreadState_New(ip->istate);
+    mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
+    if (n != NULL) {
+        PyThreadState *saved = PyThreadState_Swap(fresh);
+        drop_thread_states(ip, fresh);
+        PyThreadState_Swap(saved);
+    }
+    LOCK();
+    if (n != NULL) {
+        /* The new state is this thread's cached one for `ip`. */
+        n->interp = ip;
+        n->tstate = fresh;
+        n->next_in_thread = pthread_getspecific(tls_key);
+        pthread_setspecific(tls_key, n);
+        n->next_in_interp = ip->nodes;
+        ip->nodes = n;
+    }
+    ip->closing = 0;
+    atomic_fetch_sub(&ip->busy, 1);
+    UNLOCK();
+    if (n == NULL) {
+        if (fresh != NULL) {
+            PyThreadState_Clear(fresh);   /* never attached: safe to clear here */
+            PyThreadState_Delete(fresh);
+        }
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 int
 mg_interp_close(mg_state *st, int64_t id)
 {
@@ -608,32 +703,7 @@ mg_interp_close(mg_state *st, int64_t id)
 
     /* Every other cached thread state of it goes now: Py_EndInterpreter
      * insists on being left with the last one. */
-    for (;;) {
-        PyThreadState *other = NULL;
-        LOCK();
-        for (mg_tnode **pp = &ip->nodes; *pp;) {
-            mg_tnode *nd = *pp;
-            if (nd->tstate == ts) {
-                pp = &nd->next_in_interp;
-                continue;
-            }
-            *pp = nd->next_in_interp;
-            other = nd->tstate;
-            if (nd->thread_gone) {
-                PyMem_RawFree(nd);
-            }
-            else {
-                nd->interp = NULL;    /* its thread drops it */
-            }
-            break;
-        }
-        UNLOCK();
-        if (other == NULL) {
-            break;
-        }
-        PyThreadState_Clear(other);
-        PyThreadState_Delete(other);
-    }
+    drop_thread_states(ip, ts);
 
     LOCK();
     for (mg_tnode *nd = ip->nodes; nd; nd = nd->next_in_interp) {

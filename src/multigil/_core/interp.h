@@ -79,6 +79,11 @@ mg_state *mg_session_state(const mg_session *s);
  * in it.  Returns its id, or -1 with an exception set (InterpreterError with
  * the bootstrap's error, if it raised). */
 int64_t mg_interp_create(mg_state *st, const char *bootstrap);
+/* Replace every cached thread state of interpreter `id` (one multigil
+ * created) by one new thread state, the calling thread's: what the old ones
+ * held (the context of contextvars, ...) goes.  Nobody may be inside.  0, or
+ * -1 with InterpreterError set. */
+int mg_interp_renew_thread_states(mg_state *st, int64_t id);
 /* Close interpreter `id` (one multigil created).  0, or -1 with
  * InterpreterError (it is busy, lends buffers, ...) set. */
 int mg_interp_close(mg_state *st, int64_t id);
