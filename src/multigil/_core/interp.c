@@ -233,17 +233,6 @@ mg_interp_run_deferred(void)
     mg_interp_run_deferred_of(ip);
 }
 
-int
-mg_interp_attached(int64_t id)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    PyThreadState *ts = PyThreadState_GetUnchecked();
-#else
-    PyThreadState *ts = _PyThreadState_UncheckedGet();
-#endif
-    return ts != NULL && PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)) == id;
-}
-
 void
 mg_interp_exports_add(int64_t owner_id, long delta)
 {
@@ -326,6 +315,18 @@ tls_find_locked(mg_interp *ip)
     return found;
 }
 
+/* Make `ts` this thread's cached thread state for `ip`, through `n`. */
+static void
+link_node_locked(mg_tnode *n, mg_interp *ip, PyThreadState *ts)
+{
+    n->interp = ip;
+    n->tstate = ts;
+    n->next_in_thread = pthread_getspecific(tls_key);
+    pthread_setspecific(tls_key, n);
+    n->next_in_interp = ip->nodes;
+    ip->nodes = n;
+}
+
 static PyThreadState *
 thread_state_for(mg_interp *ip)
 {
@@ -345,13 +346,8 @@ thread_state_for(mg_interp *ip)
         PyThreadState_Delete(ts);
         return NULL;
     }
-    n->interp = ip;
-    n->tstate = ts;
     LOCK();
-    n->next_in_thread = pthread_getspecific(tls_key);
-    pthread_setspecific(tls_key, n);
-    n->next_in_interp = ip->nodes;
-    ip->nodes = n;
+    link_node_locked(n, ip, ts);
     UNLOCK();
     return ts;
 }
@@ -471,11 +467,7 @@ mg_interp_create(mg_state *st, const char *bootstrap)
     mg_interp *ip = n ? new_entry_locked(istate, "C-API", 1) : NULL;
     if (ip) {
         ip->closing = 1;   /* nobody enters until the bootstrap ran */
-        n->interp = ip;
-        n->tstate = ts;
-        n->next_in_thread = pthread_getspecific(tls_key);
-        pthread_setspecific(tls_key, n);
-        ip->nodes = n;
+        link_node_locked(n, ip, ts);
     }
     UNLOCK();
     int64_t id = ip ? ip->id : -1;
@@ -572,71 +564,12 @@ drop_thread_states(mg_interp *ip, PyThreadState *keep)
     }
 }
 
-int
-mg_interp_renew_thread_states(mg_state *st, int64_t id)
+/* Claim interpreter `id` for closing (check_lends: 1) or for renewing its
+ * thread states: nobody else is inside, and nobody may enter until
+ * unclaim().  NULL with the error set if it cannot be claimed now. */
+static mg_interp *
+claim(mg_state *st, int64_t id, int check_lends)
 {
-    pthread_once(&tls_once, tls_init);
-    LOCK();
-    mg_interp *ip = find_locked(id);
-    const char *problem = NULL;
-    if (ip == NULL || ip->closing) {
-        problem = "does not exist (it was closed?)";
-    }
-    else if (!ip->owned) {
-        problem = "was not created by multigil";
-    }
-    else if (ip->istate == PyInterpreterState_Get()) {
-        problem = "is the current interpreter";
-    }
-    else if (atomic_load(&ip->busy) > 0) {
-        problem = "is running in another thread";
-    }
-    if (problem) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER, "cannot renew the thread states of interpreter "
-                 "%lld: it %s", (long long)id, problem);
-        return -1;
-    }
-    /* Like a close: nobody may enter while its thread states go. */
-    ip->closing = 1;
-    atomic_fetch_add(&ip->busy, 1);
-    UNLOCK();
-
-    PyThreadState *fresh = PyThreadState_New(ip->istate);
-    mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
-    if (n != NULL) {
-        PyThreadState *saved = PyThreadState_Swap(fresh);
-        drop_thread_states(ip, fresh);
-        PyThreadState_Swap(saved);
-    }
-    LOCK();
-    if (n != NULL) {
-        /* The new state is this thread's cached one for `ip`. */
-        n->interp = ip;
-        n->tstate = fresh;
-        n->next_in_thread = pthread_getspecific(tls_key);
-        pthread_setspecific(tls_key, n);
-        n->next_in_interp = ip->nodes;
-        ip->nodes = n;
-    }
-    ip->closing = 0;
-    atomic_fetch_sub(&ip->busy, 1);
-    UNLOCK();
-    if (n == NULL) {
-        if (fresh != NULL) {
-            PyThreadState_Clear(fresh);   /* never attached: safe to clear here */
-            PyThreadState_Delete(fresh);
-        }
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
-int
-mg_interp_close(mg_state *st, int64_t id)
-{
-    pthread_once(&tls_once, tls_init);
     LOCK();
     mg_interp *ip = find_locked(id);
     const char *problem = NULL;
@@ -644,7 +577,7 @@ mg_interp_close(mg_state *st, int64_t id)
         UNLOCK();
         mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                  "interpreter %lld does not exist (already closed?)", (long long)id);
-        return -1;
+        return NULL;
     }
     if (!ip->owned) {
         problem = "was not created by multigil, so multigil does not close it";
@@ -656,25 +589,70 @@ mg_interp_close(mg_state *st, int64_t id)
         problem = "is running in another thread; wait for that call to return "
                   "(or stop the executor using it) before closing it";
     }
-    else if (ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
+    else if (check_lends && ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
         problem = "still lends buffers (memoryviews) to other interpreters; "
                   "release those views first";
     }
     if (problem) {
         UNLOCK();
         mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
-        return -1;
+        return NULL;
     }
     ip->closing = 1;
     atomic_fetch_add(&ip->busy, 1);
     UNLOCK();
+    return ip;
+}
 
+static void
+unclaim(mg_interp *ip)
+{
+    LOCK();
+    ip->closing = 0;
+    atomic_fetch_sub(&ip->busy, 1);
+    UNLOCK();
+}
+
+int
+mg_interp_renew_thread_states(mg_state *st, int64_t id)
+{
+    pthread_once(&tls_once, tls_init);
+    mg_interp *ip = claim(st, id, 0);
+    if (ip == NULL) {
+        return -1;
+    }
+    PyThreadState *fresh = PyThreadState_New(ip->istate);
+    mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
+    if (n == NULL) {
+        if (fresh != NULL) {
+            PyThreadState_Clear(fresh);   /* never attached: safe to clear here */
+            PyThreadState_Delete(fresh);
+        }
+        unclaim(ip);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyThreadState *saved = PyThreadState_Swap(fresh);
+    drop_thread_states(ip, fresh);
+    PyThreadState_Swap(saved);
+    LOCK();
+    link_node_locked(n, ip, fresh);     /* this thread's cached state now */
+    UNLOCK();
+    unclaim(ip);
+    return 0;
+}
+
+int
+mg_interp_close(mg_state *st, int64_t id)
+{
+    pthread_once(&tls_once, tls_init);
+    mg_interp *ip = claim(st, id, 1);
+    if (ip == NULL) {
+        return -1;
+    }
     PyThreadState *ts = thread_state_for(ip);
     if (ts == NULL) {
-        LOCK();
-        ip->closing = 0;
-        atomic_fetch_sub(&ip->busy, 1);
-        UNLOCK();
+        unclaim(ip);
         PyErr_NoMemory();
         return -1;
     }
@@ -685,10 +663,7 @@ mg_interp_close(mg_state *st, int64_t id)
     UNLOCK();
     if (lent > 0) {
         PyThreadState_Swap(saved);
-        LOCK();
-        ip->closing = 0;
-        atomic_fetch_sub(&ip->busy, 1);
-        UNLOCK();
+        unclaim(ip);
         mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
                  "to other interpreters; release those views first", (long long)id);
         return -1;

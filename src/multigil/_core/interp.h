@@ -46,8 +46,6 @@ void mg_interp_run_deferred(void);
  * when nothing is owed.  For threads that stay attached to an interpreter and
  * never enter it again (the executor's workers). */
 void mg_interp_run_deferred_of(mg_interp *ip);
-/* 1 if the calling thread is attached to interpreter `id` (holds its GIL). */
-int mg_interp_attached(int64_t id);
 /* Count of live exports of the owner's objects to other interpreters; an
  * interpreter with live exports cannot be closed. */
 void mg_interp_exports_add(int64_t owner_id, long delta);

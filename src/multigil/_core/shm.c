@@ -327,6 +327,18 @@ mg_export_new(PyObject *exporter)
  * builds their own bytes or str, copied straight out of the owner's object,
  * the one copy of the value.  The region's itemsize is the str's kind. */
 
+/* 1 if the calling thread is attached to interpreter `id` (holds its GIL). */
+static int
+attached_to(int64_t id)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+#endif
+    return ts != NULL && PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)) == id;
+}
+
 /* Dropping a bytes or str runs no Python code, so a thread attached to the
  * owner releases it at once (a thread of the owner that frees the blob);
  * any other defers it to the owner. */
@@ -334,7 +346,7 @@ static void
 lend_destroy(mg_shared *raw)
 {
     export_raw *ex = (export_raw *)raw;
-    if (mg_interp_attached(ex->owner)) {
+    if (attached_to(ex->owner)) {
         export_release(ex);
     }
     else {
