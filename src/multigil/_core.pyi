@@ -357,3 +357,9 @@ def submit_task(
     A chunked task applies ``fn`` to each argument tuple of the list ``args``
     and returns ``(results, excinfo or None)``.
     """
+
+def completions() -> int:
+    """How many tasks executor workers have finished in this process."""
+
+def spin_for_completion(seen: int, seconds: float, /) -> int:
+    """Spin (GIL released) until ``completions()`` is not ``seen`` or ``seconds`` passed; it."""
