@@ -14,6 +14,7 @@ import time
 import pytest
 
 import executor_tasks as tasks
+from helpers import rss_kib
 from multigil import Event, InterpreterPoolExecutor
 from multigil._executor import _chunks
 
@@ -155,14 +156,6 @@ def test_map_progress_without_tqdm(pool, monkeypatch):
 
 
 # ------------------------------------------------- throughput and memory --
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def test_a_million_tiny_tasks_in_flat_memory(pool):
     n = 1_000_000
