@@ -20,10 +20,18 @@ What is measured (2 workers unless --workers says otherwise):
                (/proc/*/smaps_rollup of this process and its children)
 
 and, for the ratio target, the time to create one interpreter
-(multigil.interpreters.create()).
+(multigil.interpreters.create()).  That is the "pools" section; the others:
+
+  bytes        16 MiB of bytes as an argument, a map item and a result,
+               against one local copy (bytearray(payload)) in the same round;
+               multigil and, on 3.14+, the stdlib's InterpreterPoolExecutor
+  recycle      RSS growth over 300 tasks with max_tasks_per_worker=1
+  lazy         map(abs, range(150,000), buffersize=10,000): a fresh pool's
+               first call against its second
 
 Usage:
   python benchmarks/bench_executor.py [--rounds 5] [--workers 2] [--json out.json]
+                                      [--sections pools,bytes,recycle,lazy]
 
 A script, not a test: it prints a table and checks it against the targets
 of docs/executor.md, but never fails.
@@ -60,6 +68,28 @@ def noop() -> None:
 
 def fib(n: int) -> int:
     return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def make_payload(size: int) -> None:
+    """Initializer: a `size`-byte bytes object in the worker's __main__."""
+    import __main__
+
+    __main__.payload = bytes(range(256)) * (size // 256)
+
+
+def payload_result() -> bytes:
+    """The worker's payload as a result: what a large result costs, no more."""
+    import __main__
+
+    data: bytes = __main__.payload
+    return data
+
+
+def import_json(x: int) -> int:
+    """A task that imports a module, which every recycled worker imports again."""
+    import json
+
+    return len(json.dumps([x] * 10))
 
 
 # ---------------------------------------------------------------- peers --
@@ -199,8 +229,178 @@ def measure_pss(make: Callable[[], cf.Executor], workers: int) -> float:
     return total / workers
 
 
+# ------------------------------------------------ large bytes: one copy --
+
+PAYLOAD = 16 << 20
+
+
+def byte_peers(workers: int) -> dict[str, Callable[[], cf.Executor]]:
+    """Pools whose workers each hold a PAYLOAD-byte bytes (for the result)."""
+    import concurrent.futures as cf
+
+    import multigil
+
+    init = {"initializer": tasks.make_payload, "initargs": (PAYLOAD,)}
+    peers: dict[str, Callable[[], cf.Executor]] = {
+        "multigil": lambda: multigil.InterpreterPoolExecutor(workers, **init)}
+    stdlib_ipe = getattr(cf, "InterpreterPoolExecutor", None)
+    if stdlib_ipe is not None:
+        peers["stdlib InterpreterPool"] = lambda: stdlib_ipe(workers, **init)
+    return peers
+
+
+def run_bytes(rounds: int, workers: int, calls: int = 5) -> dict[str, Any]:
+    """16 MiB through each pool, against one local copy of it, interleaved.
+
+    Per round and contender, the mean of `calls` calls of: ``submit(len,
+    payload)`` (an argument), ``map(len, [payload])`` (a map item),
+    ``submit(payload_result)`` (a result the worker already holds); and
+    ``bytearray(payload)`` in this thread, the floor of any transfer that
+    copies the bytes once.
+    """
+    payload = bytes(range(256)) * (PAYLOAD // 256)
+    pools = {name: make() for name, make in byte_peers(workers).items()}
+    ops: dict[str, Callable[[cf.Executor], object]] = {
+        "argument": lambda ex: ex.submit(len, payload).result(),
+        "map item": lambda ex: list(ex.map(len, [payload])),
+        "result": lambda ex: ex.submit(tasks.payload_result).result(),
+    }
+    samples: dict[str, list[float]] = {"one local copy": []}
+    try:
+        for ex in pools.values():
+            warm_all(ex, workers)
+            for op in ops.values():
+                op(ex)
+        for r in range(rounds):
+            print(f"16 MiB, round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                bytearray(payload)
+            samples["one local copy"].append((time.perf_counter() - t0) / calls)
+            names = list(pools) if r % 2 == 0 else list(pools)[::-1]
+            for name in names:
+                for what, op in ops.items():
+                    t0 = time.perf_counter()
+                    for _ in range(calls):
+                        op(pools[name])
+                    samples.setdefault(f"{name}: {what}", []).append(
+                        (time.perf_counter() - t0) / calls)
+    finally:
+        for ex in pools.values():
+            ex.shutdown(wait=True)
+    return {"samples": samples, "rounds": rounds, "payload": PAYLOAD}
+
+
+def report_bytes(res: dict[str, Any]) -> str:
+    samples = res["samples"]
+    floor = samples["one local copy"]
+    lines = [f"{res['payload'] >> 20} MiB of bytes, median of {res['rounds']} interleaved rounds; "
+             "x: per-round ratio to one local copy (bytearray(payload))", "",
+             "| transfer | ms | x one copy |", "|---|---:|---:|"]
+    for name, xs in samples.items():
+        ratio = median([x / f for x, f in zip(xs, floor)])
+        lines.append(f"| {name} | {median(xs) * 1e3:.2f} | {ratio:.2f}x |")
+    worst = max(median([x / f for x, f in zip(xs, floor)]) or 0
+                for name, xs in samples.items() if name.startswith("multigil"))
+    lines += ["", "targets:",
+              f"  [{'ok' if worst <= 1.3 else 'MISS'}] multigil <= 1.3 x one local copy: "
+              f"{worst:.2f}x at worst"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------- recycling: flat memory --
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_recycle(recycles: int = 300, workers: int = 2) -> dict[str, Any]:
+    """RSS growth over `recycles` tasks with max_tasks_per_worker=1, each
+    importing a module: every task meets a fresh worker."""
+    import gc
+
+    import multigil
+
+    with multigil.InterpreterPoolExecutor(workers, max_tasks_per_worker=1) as ex:
+        list(ex.map(tasks.import_json, range(20), chunksize=1))     # warm-up
+        gc.collect()
+        before = rss_mib()
+        t0 = time.perf_counter()
+        list(ex.map(tasks.import_json, range(recycles), chunksize=1))
+        elapsed = time.perf_counter() - t0
+        gc.collect()
+        after = rss_mib()
+    return {"recycles": recycles, "workers": workers, "rss_before_mib": before,
+            "rss_after_mib": after, "ms_per_recycle": elapsed / recycles * 1e3,
+            "how": "reset" if sys.version_info < (3, 14) else "new interpreter"}
+
+
+def report_recycle(res: dict[str, Any]) -> str:
+    growth = res["rss_after_mib"] - res["rss_before_mib"]
+    return "\n".join([
+        f"recycling: {res['recycles']} tasks, max_tasks_per_worker=1, {res['workers']} workers "
+        f"({res['how']} each time)",
+        f"  RSS {res['rss_before_mib']:.1f} -> {res['rss_after_mib']:.1f} MiB "
+        f"({growth:+.1f} MiB), {res['ms_per_recycle']:.1f} ms per task",
+        f"  [{'ok' if growth <= 30 else 'MISS'}] RSS growth <= 30 MiB: {growth:+.1f} MiB"])
+
+
+# ------------------------------------- map(buffersize): the first call --
+
+def _timed_map(ex: cf.Executor, n: int, buffersize: int) -> tuple[float, float]:
+    """(seconds in all, seconds after the first result) of a lazy map."""
+    t0 = time.perf_counter()
+    it = ex.map(abs, range(n), buffersize=buffersize)  # type: ignore[call-arg]
+    total = next(it)
+    t1 = time.perf_counter()
+    for r in it:
+        total += r
+    t2 = time.perf_counter()
+    assert total == n * (n - 1) // 2
+    return t2 - t0, t2 - t1
+
+
+def run_lazy(rounds: int, workers: int, n: int = 150_000,
+             buffersize: int = 10_000) -> dict[str, Any]:
+    """Per round, a fresh pool's first lazy map and its second one."""
+    import multigil
+
+    samples: dict[str, list[float]] = {"first": [], "first after its first result": [],
+                                       "second": []}
+    for r in range(rounds):
+        print(f"lazy map, round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+        with multigil.InterpreterPoolExecutor(workers) as ex:
+            first, first_warm = _timed_map(ex, n, buffersize)
+            second, _ = _timed_map(ex, n, buffersize)
+        samples["first"].append(n / first)
+        samples["first after its first result"].append((n - 1) / first_warm)
+        samples["second"].append(n / second)
+    return {"samples": samples, "n": n, "buffersize": buffersize, "rounds": rounds}
+
+
+def report_lazy(res: dict[str, Any]) -> str:
+    s = res["samples"]
+    second = s["second"]
+    lines = [f"map(abs, range({res['n']:,}), buffersize={res['buffersize']:,}) on a fresh pool, "
+             f"{res['rounds']} rounds (items/s, median; x: per-round ratio to the second call)",
+             "", "| call | items/s | x second call |", "|---|---:|---:|"]
+    for name, xs in s.items():
+        ratio = median([x / b for x, b in zip(xs, second)]) or 0.0
+        lines.append(f"| {name} | {median(xs):,.0f} | {ratio:.2f}x |")
+    warm = median([x / b for x, b in zip(s["first after its first result"], second)]) or 0.0
+    lines += ["", "targets:",
+              f"  [{'ok' if warm >= 0.8 else 'MISS'}] first call >= 0.8 x the second's "
+              f"throughput (from its first result; before it, the workers start): {warm:.2f}x"]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------- main --
 
+SECTIONS = ("pools", "bytes", "recycle", "lazy")
 METRICS = ("round_trip_us", "tiny_map_per_s", "chunked_map_per_s", "speedup", "ready_ms",
            "pss_per_worker_mib")
 
@@ -285,8 +485,7 @@ def machine() -> str:
 def report(res: dict[str, Any]) -> str:
     samples = res["samples"]
     med = {p: {m: median(v) for m, v in d.items()} for p, d in samples.items()}
-    lines = [f"machine: {machine()}",
-             f"workers: {res['workers']}, rounds: {res['rounds']} (medians), "
+    lines = [f"workers: {res['workers']}, rounds: {res['rounds']} (medians), "
              f"CPU work: {4 * res['workers']} x fib({res['fib_n']}), "
              f"PSS with {res['mem_workers']} workers",
              ""]
@@ -307,6 +506,11 @@ def report(res: dict[str, Any]) -> str:
 
     mg = med["multigil"]
     best_proc = max((m["speedup"] or 0) for p, m in med.items() if p.startswith("ProcessPool"))
+    rt_ratio = median([a / b for a, b in zip(samples["multigil"]["round_trip_us"],
+                                             samples["ThreadPool"]["round_trip_us"])])
+    lines.append(f"round trip, multigil / ThreadPool, median of per-round ratios: "
+                 f"{rt_ratio:.2f}x (goal: 0.5x)")
+    lines.append("")
     checks = [
         ("round trip <= ThreadPool's", mg["round_trip_us"], med["ThreadPool"]["round_trip_us"],
          lambda a, b: a <= b, "{:.1f} µs vs {:.1f} µs"),
@@ -337,11 +541,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     ap.add_argument("--json", metavar="PATH", help="write every sample as JSON ('-': stdout)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"what to run, comma-separated (default: all of {','.join(SECTIONS)})")
     args = ap.parse_args(argv)
+    sections = [x for x in args.sections.split(",") if x]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
     warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads alive
-    res = run(args.rounds, args.workers, args.quick)
-    res["machine"] = machine()
-    text = report(res)
+    res: dict[str, Any] = {"machine": machine()}
+    texts = [f"machine: {res['machine']}"]
+    if "pools" in sections:
+        res["pools"] = run(args.rounds, args.workers, args.quick)
+        texts.append(report(res["pools"]))
+    if "bytes" in sections:
+        res["bytes"] = run_bytes(args.rounds, args.workers)
+        texts.append(report_bytes(res["bytes"]))
+    if "recycle" in sections:
+        res["recycle"] = run_recycle(30 if args.quick else 300, args.workers)
+        texts.append(report_recycle(res["recycle"]))
+    if "lazy" in sections:
+        res["lazy"] = run_lazy(args.rounds, args.workers, 30_000 if args.quick else 150_000)
+        texts.append(report_lazy(res["lazy"]))
+    text = "\n\n".join(texts)
     if args.json == "-":
         json.dump(res, sys.stdout, indent=1)
         print()

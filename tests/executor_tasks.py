@@ -191,6 +191,55 @@ def slow_square(x: int, seconds: float) -> int:
     return x * x
 
 
+def main_value_refcount(name: str) -> int:
+    """sys.getrefcount() of a global of the worker's __main__ (as an argument)."""
+    import __main__
+
+    return sys.getrefcount(getattr(__main__, name))
+
+
+def view_of_new_buffer(size: int) -> memoryview:
+    """A memoryview of memory the worker's interpreter owns."""
+    return memoryview(bytearray(size))
+
+
+def leave_traces(path_entry: str) -> dict[str, Any]:
+    """Change what a fresh worker must not see, and say what a fresh one sees."""
+    import contextvars
+
+    import __main__
+
+    seen = worker_state()
+    import fractions  # noqa: F401  (a module the worker did not import at start-up)
+
+    __main__.leftover = "from an earlier task"
+    sys.path.append(path_entry)
+    contextvars.ContextVar("leftover").set(1)
+    sys.setrecursionlimit(sys.getrecursionlimit() + 7)
+    return seen
+
+
+def worker_state() -> dict[str, Any]:
+    import contextvars
+
+    import __main__
+
+    return {"fractions": "fractions" in sys.modules, "leftover": hasattr(__main__, "leftover"),
+            "path": list(sys.path), "context": len(contextvars.copy_context()),
+            "recursion": sys.getrecursionlimit(), "marker": marker, "calls": calls}
+
+
+def register_at_fork(**kwargs: Any) -> str:
+    os.register_at_fork(**kwargs)
+    return "registered"
+
+
+def import_json(x: int) -> int:
+    import json
+
+    return len(json.dumps([x] * 10))
+
+
 from helpers import work_slices  # noqa: E402,F401  (one implementation for all tests)
 
 

@@ -156,3 +156,10 @@ def unpickle_and_put(data: bytes, item: Any) -> None:
     import pickle
 
     pickle.loads(data).put(item)
+def rss_kib() -> int:
+    """Resident set size of this process (every interpreter in it), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

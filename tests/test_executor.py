@@ -600,7 +600,8 @@ def test_max_tasks_per_worker_recycles_interpreters():
         seen = [p.submit(tasks.count_call).result(TIMEOUT) for _ in range(9)]
         assert seen == [1, 2, 3] * 3
         ids = [p.submit(tasks.interp_id).result(TIMEOUT) for _ in range(6)]
-        assert len(set(ids)) == 2
+        # 3.12 and 3.13 reset the interpreter instead (test_executor_recycle.py)
+        assert len(set(ids)) == (1 if sys.version_info < (3, 14) else 2)
         # the initializer ran in each new interpreter
         assert p.submit(tasks.get_marker).result(TIMEOUT) == "again"
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import executor_tasks as tasks
+from helpers import rss_kib
 from multigil import Event, InterpreterPoolExecutor
 from multigil._executor import _chunks
 
@@ -66,6 +67,26 @@ def test_map_lazy_chunks_grow_for_tiny_tasks(pool):
     run = it.gi_frame.f_locals["run"]
     assert run.last_size > 64          # grew from 1
     assert run.inflight <= 200_000
+    it.close()
+
+
+def test_first_lazy_map_of_a_fresh_pool_grows_its_chunks():
+    # A fresh worker's first task also pays for its imports.  That first
+    # estimate of an item's cost must not fill the buffer with one-item
+    # chunks: every later chunk then had room for one item only, and the
+    # first map of a pool cost a task per item.
+    n, buffersize = 200_000, 10_000
+    with InterpreterPoolExecutor(2) as fresh:
+        first_id = next(fresh._pool.ids)
+        assert sum(fresh.map(abs, range(n), buffersize=buffersize)) == n * (n - 1) // 2
+        chunks = next(fresh._pool.ids) - first_id - 1
+    assert chunks < n // 100, f"{chunks} chunks for {n} items"
+
+
+def test_lazy_chunks_in_flight_are_bounded(pool):
+    it = pool.map(abs, itertools.count(), buffersize=100_000)
+    for _ in itertools.islice(it, 50_000):
+        assert len(chunk_sizes(it)) <= _chunks.CHUNKS_AHEAD * pool.max_workers
     it.close()
 
 
@@ -135,14 +156,6 @@ def test_map_progress_without_tqdm(pool, monkeypatch):
 
 
 # ------------------------------------------------- throughput and memory --
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def test_a_million_tiny_tasks_in_flat_memory(pool):
     n = 1_000_000

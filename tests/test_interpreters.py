@@ -34,14 +34,6 @@ def interp():
     it.close()
 
 
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(source)], capture_output=True,
@@ -675,11 +667,11 @@ def _growth_per_cycle(cycle, n):
     for _ in range(20):
         cycle()
     gc.collect()
-    before = rss_kib()
+    before = helpers.rss_kib()
     for _ in range(n):
         cycle()
     gc.collect()
-    return (rss_kib() - before) / n
+    return (helpers.rss_kib() - before) / n
 
 
 @pytest.mark.no_sanitizer  # ASan keeps freed memory in quarantine: RSS means nothing there
@@ -708,9 +700,9 @@ def test_many_calls_flat_rss(interp):
     for _ in range(5000):
         interp.call(helpers.add, 1, 2)
     gc.collect()
-    before = rss_kib()
+    before = helpers.rss_kib()
     for i in range(100_000):
         interp.call(helpers.add, i, 1)
     gc.collect()
-    growth = rss_kib() - before
+    growth = helpers.rss_kib() - before
     assert growth < 5 * 1024, f"RSS grew by {growth} KiB over 100,000 calls"

@@ -33,6 +33,7 @@ from multigil._errors import ExecutionFailed, NotShareableError
 pytestmark = pytest.mark.timeout(120)
 
 BORROW = _core.ENCODE_BORROW
+LEND = _core.ENCODE_LEND
 MAX_DEPTH = 1000
 
 roundtrip = _core._roundtrip
@@ -219,6 +220,44 @@ def test_borrow_references_large_payloads_only_under_tuples() -> None:
     assert _core._encoded_size((big,)) > len(big)
     assert _core._encoded_size((b"s" * 100,), BORROW) > 100
     check((big, [big], text, {"t": text}), BORROW)
+
+
+def test_lend_references_large_bytes_and_str_anywhere() -> None:
+    big = b"b" * 100_000
+    text = "\u20ac" * 50_000
+    value = ([big], {"k": text, text: (big,)}, {big}, frozenset([text]))
+    # Each payload is a handle that keeps the object alive: no copy in the stream.
+    assert _core._encoded_size(value, LEND) < 200
+    assert _core._encoded_size(value, BORROW | LEND) < 200
+    # The blob holds one reference to the object until it is dropped.
+    before = sys.getrefcount(big)
+    check(value, LEND)
+    check((big, [big], text, {"t": text}), BORROW | LEND)
+    assert sys.getrefcount(big) == before
+    # Never lent: a bytearray (it may be resized), small payloads, subclasses.
+    assert _core._encoded_size([bytearray(big)], LEND) > len(big)
+    assert _core._encoded_size([b"s" * 100], LEND) > 100
+    assert _core._encoded_size([b"s" * 4096], LEND) < 100
+    check([MyStr(text)], LEND)
+
+
+@pytest.mark.parametrize("text", ["a" * 5000, "\xe9" * 5000, "\u20ac" * 3000, "\U0001f600" * 2000,
+                                  "\ud800" * 3000])
+def test_lent_str_keeps_its_kind_and_code_points(text: str) -> None:
+    out = check([text], LEND)
+    assert out == [text]
+
+
+def test_lent_payloads_in_a_queue_are_copied_by_the_taker() -> None:
+    q = _core.Queue()
+    big = b"q" * 100_000
+    before = sys.getrefcount(big)
+    q.put([big, big.decode()])
+    # The main interpreter lends: the queued item holds the object, not a copy.
+    assert sys.getrefcount(big) == before + 1
+    got = q.get()
+    assert got == [big, big.decode()] and got[0] is not big
+    assert sys.getrefcount(big) == before
 
 
 def test_refs_rejected_in_a_blob_not_built_to_carry_them() -> None:

@@ -23,9 +23,11 @@ _T = TypeVar("_T")
 # typed one by one.
 _ExcInfo: TypeAlias = tuple[Any, ...]
 
-# Flag of _roundtrip()/_encoded_size(): borrow large buffers of the value being
-# encoded instead of copying them (MG_ENCODE_BORROW in blob.h).
+# Flags of _roundtrip()/_encoded_size(): borrow large bytes/str of the value
+# being encoded instead of copying them (MG_ENCODE_BORROW in blob.h), and lend
+# them, kept alive by their owner until copied (MG_ENCODE_LEND).
 ENCODE_BORROW: Final = 1
+ENCODE_LEND: Final = 2
 
 # ------------------------------------------------- module.c (is_shareable: xidata.c) --
 
@@ -66,6 +68,12 @@ def get_main() -> int:
 def status(id: int, /) -> tuple[str, int] | None:
     """``(whence, threads running inside)`` of interpreter ``id``, or None if it is gone."""
 
+def _forget_functions() -> None:
+    """Drop this interpreter's caches of functions sent to it and from it."""
+
+def _renew_thread_states(id: int, /) -> None:
+    """Replace the thread states kept for interpreter ``id`` by one new one, this thread's."""
+
 def is_shareable(obj: object, /) -> bool:
     """Whether ``obj`` crosses interpreters natively (no pickle)."""
 
@@ -89,6 +97,9 @@ def _is_natively_shareable(obj: object, /) -> bool:
 
 def _run_deferred() -> None:
     """Run the buffer releases other interpreters deferred to this one."""
+
+def _exports(id: int, /) -> int:
+    """How many of interpreter ``id``'s objects other interpreters hold (-1: no such)."""
 
 # ------------------------------------------------------------------- shm.c --
 
@@ -357,3 +368,9 @@ def submit_task(
     and returns ``(results, excinfo or None)``.  Returns whether some of the
     arguments were pickled (their rebuilding in the worker may fail).
     """
+
+def completions() -> int:
+    """How many tasks executor workers have finished in this process."""
+
+def spin_for_completion(seen: int, seconds: float, /) -> int:
+    """Spin (GIL released) until ``completions()`` is not ``seen`` or ``seconds`` passed; it."""

@@ -100,8 +100,10 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         A mapping of names to values bound in each worker's ``__main__``
         before the initializer runs.
     max_tasks_per_worker
-        Replace a worker's interpreter with a fresh one after it ran this
-        many tasks (a map chunk counts as one).  Default: never.
+        Give a worker a fresh interpreter after it ran this many tasks (a
+        map chunk counts as one): a new one, or on 3.12 and 3.13, whose
+        closed interpreters are never freed, the same one reset to its
+        start-up state (docs/executor.md, "Fresh workers").  Default: never.
 
     Functions and arguments cross interpreters natively or by pickle;
     lambdas, closures and functions of ``__main__`` travel by value

@@ -26,8 +26,17 @@ typedef struct mg_blob {
 
 /* MG_ENCODE_BORROW: the blob may point into objects reachable from the encoded
  * value instead of copying them (large bytes/str payloads).  Only for the
- * synchronous call path, where the sender blocks until the receiver decoded. */
+ * synchronous call path, where the sender blocks until the receiver decoded,
+ * and only below immutable containers, which keep the payloads alive.
+ * MG_ENCODE_LEND: large bytes/str payloads anywhere in the value (that
+ * BORROW does not take) travel as lends (shm.h): handles that keep the
+ * sender's object alive until the receiver copied it, released by the
+ * sender's interpreter.  For blobs that outlive the sender's call (task
+ * queues) or whose containers may change (lists, dicts). */
 #define MG_ENCODE_BORROW 0x1
+#define MG_ENCODE_LEND 0x2
+/* bytes/str payloads at least this big are borrowed or lent */
+#define MG_BORROW_MIN 4096
 
 void mg_blob_init(mg_blob *b);
 void mg_blob_clear(mg_blob *b);          /* frees data, drops handle refs */

@@ -640,10 +640,10 @@ mg_outcome_init(mg_outcome *o)
 }
 
 void
-mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o)
+mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o, int flags)
 {
     if (result != NULL) {
-        int rc = mg_encode(sub, result, &o->value, 0);
+        int rc = mg_encode(sub, result, &o->value, flags);
         Py_DECREF(result);
         if (rc == 0) {
             o->ok = 1;
@@ -695,7 +695,9 @@ mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
     if (sub != NULL) {
         mg_stage stage = MG_STAGE_CALL;
         PyObject *result = job(sub, in, arg, &stage);
-        mg_outcome_set(sub, result, stage, out);
+        /* Results are copied twice: lent, they would stay alive in the
+         * target until a thread next enters it. */
+        mg_outcome_set(sub, result, stage, out, 0);
     }
     /* Dropped while still in the target: zero-copy exports of the caller's
      * buffers are then released by the caller as soon as mg_leave returns. */

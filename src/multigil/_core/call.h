@@ -105,13 +105,14 @@ typedef struct {
 } mg_outcome;
 
 void mg_outcome_init(mg_outcome *o);
-/* In the target: encode `result` (a reference it steals), or, when it is NULL
- * or cannot be encoded, the exception being raised, as the tuple built by
- * multigil._remote.capture() (the exception is cleared).  `stage` is where a
- * NULL result failed; a result that cannot be encoded is MG_STAGE_RESULT.
- * Never fails: a description that cannot be built falls back to plain
- * strings. */
-void mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o);
+/* In the target: encode `result` (a reference it steals) with `flags` (as
+ * mg_encode: MG_ENCODE_LEND where the target runs the releases owed to it
+ * soon), or, when it is NULL or cannot be encoded, the exception being
+ * raised, as the tuple built by multigil._remote.capture() (the exception is
+ * cleared).  `stage` is where a NULL result failed; a result that cannot be
+ * encoded is MG_STAGE_RESULT.  Never fails: a description that cannot be
+ * built falls back to plain strings. */
+void mg_outcome_set(mg_state *sub, PyObject *result, mg_stage stage, mg_outcome *o, int flags);
 /* In the caller: the value (result or excinfo), rebuilt; the blob is
  * cleared, `ok` and `fatal` stay. */
 PyObject *mg_outcome_take(mg_state *st, mg_outcome *o);

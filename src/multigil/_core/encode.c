@@ -13,10 +13,6 @@
 #include "shm.h"
 #include "pickle.h"
 
-/* With MG_ENCODE_BORROW, bytes/str payloads at least this big are referenced
- * in place instead of copied into the blob. */
-#define MG_BORROW_MIN 4096
-
 /*************************************************************************
  * Encoding                                                             *
  *************************************************************************/
@@ -25,6 +21,7 @@ typedef struct {
     mg_state *st;
     mg_blob *b;
     int borrow;         /* MG_ENCODE_BORROW was passed */
+    int lend;           /* MG_ENCODE_LEND was passed */
     PyObject *table;    /* list of the non-native items set aside, or NULL */
 } enc_t;
 
@@ -136,6 +133,14 @@ enc_int(enc_t *e, PyObject *o)
     return 0;
 }
 
+/* A large bytes or str that is not borrowed: lent, if the caller asked. */
+static int
+enc_lend(enc_t *e, PyObject *o)
+{
+    mg_shared *raw = mg_lend_new(o);
+    return raw == NULL ? -1 : mg_put_handle(e->b, raw);
+}
+
 static int
 enc_str(enc_t *e, PyObject *o, int borrow)
 {
@@ -144,6 +149,9 @@ enc_str(enc_t *e, PyObject *o, int borrow)
     unsigned kind = PyUnicode_KIND(o);
     const void *data = PyUnicode_DATA(o);
     size_t nbytes = (size_t)n * kind;
+    if (!borrow && e->lend && nbytes >= MG_BORROW_MIN) {
+        return enc_lend(e, o);
+    }
     if (borrow && nbytes >= MG_BORROW_MIN) {
         if (mg_reserve(b, 2 + MG_VARINT_MAX + sizeof(void *)) < 0) {
             return -1;
@@ -167,10 +175,15 @@ enc_str(enc_t *e, PyObject *o, int borrow)
     return 0;
 }
 
+/* `o` is lent when it is an exact bytes (never a bytearray: another thread
+ * of the sender may resize it) that is not borrowed, with MG_ENCODE_LEND. */
 static int
-enc_bytes(enc_t *e, int tag, const char *p, size_t n, int borrow)
+enc_bytes(enc_t *e, PyObject *o, int tag, const char *p, size_t n, int borrow)
 {
     mg_blob *b = e->b;
+    if (!borrow && e->lend && tag == MG_T_BYTES && n >= MG_BORROW_MIN) {
+        return enc_lend(e, o);
+    }
     if (borrow && n >= MG_BORROW_MIN) {
         if (mg_reserve(b, 1 + MG_VARINT_MAX + sizeof(void *)) < 0) {
             return -1;
@@ -503,10 +516,11 @@ enc(enc_t *e, PyObject *o, int depth, int borrow)
     case K_DICT:
         return enc_dict(e, o, depth);
     case K_BYTES:
-        return enc_bytes(e, MG_T_BYTES, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o), borrow);
+        return enc_bytes(e, o, MG_T_BYTES, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o),
+                         borrow);
     case K_BYTEARRAY:
         /* Never borrowed: another thread of the sender may resize it. */
-        return enc_bytes(e, MG_T_BYTEARRAY, PyByteArray_AS_STRING(o),
+        return enc_bytes(e, o, MG_T_BYTEARRAY, PyByteArray_AS_STRING(o),
                          (size_t)PyByteArray_GET_SIZE(o), 0);
     case K_COMPLEX: {
         Py_complex c = PyComplex_AsCComplex(o);
@@ -540,7 +554,7 @@ encode_top(mg_state *st, PyObject *obj, PyObject *const *items, Py_ssize_t n, mg
 {
     /* Reuse the caller's capacity, if any; start from an empty stream. */
     mg_blob_reset(out, flags);
-    enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0, NULL};
+    enc_t e = {st, out, (flags & MG_ENCODE_BORROW) != 0, (flags & MG_ENCODE_LEND) != 0, NULL};
     int rc;
     if (items == NULL) {
         rc = enc(&e, obj, 0, e.borrow);

@@ -201,10 +201,10 @@ mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg)
     return 0;
 }
 
-static void
-run_deferred_of(mg_interp *ip)
+void
+mg_interp_run_deferred_of(mg_interp *ip)
 {
-    if (!atomic_load_explicit(&ip->has_deferred, memory_order_relaxed)) {
+    if (ip == NULL || !atomic_load_explicit(&ip->has_deferred, memory_order_relaxed)) {
         return;
     }
     LOCK();
@@ -230,7 +230,7 @@ mg_interp_run_deferred(void)
         PyErr_Clear();
         return;
     }
-    run_deferred_of(ip);
+    mg_interp_run_deferred_of(ip);
 }
 
 void
@@ -242,6 +242,16 @@ mg_interp_exports_add(int64_t owner_id, long delta)
         ip->exports += delta;
     }
     UNLOCK();
+}
+
+long
+mg_interp_exports(int64_t id)
+{
+    LOCK();
+    mg_interp *ip = find_locked(id);
+    long n = ip ? ip->exports : -1;
+    UNLOCK();
+    return n;
 }
 
 /*************************************************************************
@@ -305,6 +315,18 @@ tls_find_locked(mg_interp *ip)
     return found;
 }
 
+/* Make `ts` this thread's cached thread state for `ip`, through `n`. */
+static void
+link_node_locked(mg_tnode *n, mg_interp *ip, PyThreadState *ts)
+{
+    n->interp = ip;
+    n->tstate = ts;
+    n->next_in_thread = pthread_getspecific(tls_key);
+    pthread_setspecific(tls_key, n);
+    n->next_in_interp = ip->nodes;
+    ip->nodes = n;
+}
+
 static PyThreadState *
 thread_state_for(mg_interp *ip)
 {
@@ -324,13 +346,8 @@ thread_state_for(mg_interp *ip)
         PyThreadState_Delete(ts);
         return NULL;
     }
-    n->interp = ip;
-    n->tstate = ts;
     LOCK();
-    n->next_in_thread = pthread_getspecific(tls_key);
-    pthread_setspecific(tls_key, n);
-    n->next_in_interp = ip->nodes;
-    ip->nodes = n;
+    link_node_locked(n, ip, ts);
     UNLOCK();
     return ts;
 }
@@ -393,7 +410,7 @@ mg_enter(mg_state *st, int64_t id, mg_session *s)
     if (ip->ngone) {
         reap_gone_threads(ip);
     }
-    run_deferred_of(ip);
+    mg_interp_run_deferred_of(ip);
     return 0;
 }
 
@@ -450,11 +467,7 @@ mg_interp_create(mg_state *st, const char *bootstrap)
     mg_interp *ip = n ? new_entry_locked(istate, "C-API", 1) : NULL;
     if (ip) {
         ip->closing = 1;   /* nobody enters until the bootstrap ran */
-        n->interp = ip;
-        n->tstate = ts;
-        n->next_in_thread = pthread_getspecific(tls_key);
-        pthread_setspecific(tls_key, n);
-        ip->nodes = n;
+        link_node_locked(n, ip, ts);
     }
     UNLOCK();
     int64_t id = ip ? ip->id : -1;
@@ -517,88 +530,24 @@ mg_interp_create(mg_state *st, const char *bootstrap)
     return id;
 }
 
-int
-mg_interp_close(mg_state *st, int64_t id)
+/* Clear and delete every cached thread state of `ip` but `keep`.  Attached
+ * to `ip` (through `keep`), with nobody else inside it. */
+static void
+drop_thread_states(mg_interp *ip, PyThreadState *keep)
 {
-    pthread_once(&tls_once, tls_init);
-    LOCK();
-    mg_interp *ip = find_locked(id);
-    const char *problem = NULL;
-    if (ip == NULL || ip->closing) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
-                 "interpreter %lld does not exist (already closed?)", (long long)id);
-        return -1;
-    }
-    if (!ip->owned) {
-        problem = "was not created by multigil, so multigil does not close it";
-    }
-    else if (ip->istate == PyInterpreterState_Get()) {
-        problem = "is the current interpreter: close it from another one";
-    }
-    else if (atomic_load(&ip->busy) > 0) {
-        problem = "is running in another thread; wait for that call to return "
-                  "(or stop the executor using it) before closing it";
-    }
-    else if (ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
-        problem = "still lends buffers (memoryviews) to other interpreters; "
-                  "release those views first";
-    }
-    if (problem) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
-        return -1;
-    }
-    ip->closing = 1;
-    atomic_fetch_add(&ip->busy, 1);
-    UNLOCK();
-
-    PyThreadState *ts = thread_state_for(ip);
-    if (ts == NULL) {
-        LOCK();
-        ip->closing = 0;
-        atomic_fetch_sub(&ip->busy, 1);
-        UNLOCK();
-        PyErr_NoMemory();
-        return -1;
-    }
-    PyThreadState *saved = PyThreadState_Swap(ts);
-    run_deferred_of(ip);
-    LOCK();
-    long lent = ip->exports;
-    UNLOCK();
-    if (lent > 0) {
-        PyThreadState_Swap(saved);
-        LOCK();
-        ip->closing = 0;
-        atomic_fetch_sub(&ip->busy, 1);
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
-                 "to other interpreters; release those views first", (long long)id);
-        return -1;
-    }
-    /* The function caches keep module globals alive, and the finalisation of
-     * a 3.12/3.13 interpreter does not always free what they hold: objects
-     * whose release matters (views of other interpreters' buffers, shared
-     * buffers) go now, while their destructors can still run. */
-    if (ip->state != NULL) {
-        mg_state_drop_caches(ip->state);
-    }
-
-    /* Every other cached thread state of it goes now: Py_EndInterpreter
-     * insists on being left with the last one. */
     for (;;) {
         PyThreadState *other = NULL;
         LOCK();
         for (mg_tnode **pp = &ip->nodes; *pp;) {
             mg_tnode *nd = *pp;
-            if (nd->tstate == ts) {
+            if (nd->tstate == keep) {
                 pp = &nd->next_in_interp;
                 continue;
             }
             *pp = nd->next_in_interp;
             other = nd->tstate;
             if (nd->thread_gone) {
+                ip->ngone--;
                 PyMem_RawFree(nd);
             }
             else {
@@ -613,6 +562,123 @@ mg_interp_close(mg_state *st, int64_t id)
         PyThreadState_Clear(other);
         PyThreadState_Delete(other);
     }
+}
+
+/* Claim interpreter `id` for closing (check_lends: 1) or for renewing its
+ * thread states: nobody else is inside, and nobody may enter until
+ * unclaim().  NULL with the error set if it cannot be claimed now. */
+static mg_interp *
+claim(mg_state *st, int64_t id, int check_lends)
+{
+    LOCK();
+    mg_interp *ip = find_locked(id);
+    const char *problem = NULL;
+    if (ip == NULL || ip->closing) {
+        UNLOCK();
+        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
+                 "interpreter %lld does not exist (already closed?)", (long long)id);
+        return NULL;
+    }
+    if (!ip->owned) {
+        problem = "was not created by multigil, so multigil does not close it";
+    }
+    else if (ip->istate == PyInterpreterState_Get()) {
+        problem = "is the current interpreter: close it from another one";
+    }
+    else if (atomic_load(&ip->busy) > 0) {
+        problem = "is running in another thread; wait for that call to return "
+                  "(or stop the executor using it) before closing it";
+    }
+    else if (check_lends && ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
+        problem = "still lends buffers (memoryviews) to other interpreters; "
+                  "release those views first";
+    }
+    if (problem) {
+        UNLOCK();
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
+        return NULL;
+    }
+    ip->closing = 1;
+    atomic_fetch_add(&ip->busy, 1);
+    UNLOCK();
+    return ip;
+}
+
+static void
+unclaim(mg_interp *ip)
+{
+    LOCK();
+    ip->closing = 0;
+    atomic_fetch_sub(&ip->busy, 1);
+    UNLOCK();
+}
+
+int
+mg_interp_renew_thread_states(mg_state *st, int64_t id)
+{
+    pthread_once(&tls_once, tls_init);
+    mg_interp *ip = claim(st, id, 0);
+    if (ip == NULL) {
+        return -1;
+    }
+    PyThreadState *fresh = PyThreadState_New(ip->istate);
+    mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
+    if (n == NULL) {
+        if (fresh != NULL) {
+            PyThreadState_Clear(fresh);   /* never attached: safe to clear here */
+            PyThreadState_Delete(fresh);
+        }
+        unclaim(ip);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyThreadState *saved = PyThreadState_Swap(fresh);
+    drop_thread_states(ip, fresh);
+    PyThreadState_Swap(saved);
+    LOCK();
+    link_node_locked(n, ip, fresh);     /* this thread's cached state now */
+    UNLOCK();
+    unclaim(ip);
+    return 0;
+}
+
+int
+mg_interp_close(mg_state *st, int64_t id)
+{
+    pthread_once(&tls_once, tls_init);
+    mg_interp *ip = claim(st, id, 1);
+    if (ip == NULL) {
+        return -1;
+    }
+    PyThreadState *ts = thread_state_for(ip);
+    if (ts == NULL) {
+        unclaim(ip);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyThreadState *saved = PyThreadState_Swap(ts);
+    mg_interp_run_deferred_of(ip);
+    LOCK();
+    long lent = ip->exports;
+    UNLOCK();
+    if (lent > 0) {
+        PyThreadState_Swap(saved);
+        unclaim(ip);
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
+                 "to other interpreters; release those views first", (long long)id);
+        return -1;
+    }
+    /* The function caches keep module globals alive, and the finalisation of
+     * a 3.12/3.13 interpreter does not always free what they hold: objects
+     * whose release matters (views of other interpreters' buffers, shared
+     * buffers) go now, while their destructors can still run. */
+    if (ip->state != NULL) {
+        mg_state_drop_caches(ip->state);
+    }
+
+    /* Every other cached thread state of it goes now: Py_EndInterpreter
+     * insists on being left with the last one. */
+    drop_thread_states(ip, ts);
 
     LOCK();
     for (mg_tnode *nd = ip->nodes; nd; nd = nd->next_in_interp) {

@@ -41,9 +41,17 @@ long mg_interp_busy(int64_t id, const char **whence);
 int mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg);
 /* Run what was deferred to the current interpreter.  Needs its GIL. */
 void mg_interp_run_deferred(void);
+/* The same for `ip`, the registry entry of the interpreter the calling thread
+ * is attached to (a module state's `interp`, a session's): one atomic load
+ * when nothing is owed.  For threads that stay attached to an interpreter and
+ * never enter it again (the executor's workers). */
+void mg_interp_run_deferred_of(mg_interp *ip);
 /* Count of live exports of the owner's objects to other interpreters; an
  * interpreter with live exports cannot be closed. */
 void mg_interp_exports_add(int64_t owner_id, long delta);
+/* That count for interpreter `id` (releases deferred but not yet run
+ * included), or -1 if there is no such interpreter. */
+long mg_interp_exports(int64_t id);
 
 /*************************************************************************
  * Entering, creating, closing                                           *
@@ -62,13 +70,18 @@ typedef struct {
 int mg_enter(mg_state *st, int64_t id, mg_session *s);
 void mg_leave(mg_session *s);
 /* The _core state inside the entered interpreter, or NULL if _core is not
- * imported there (no exception set). */
+ * imported there (no exception set).  Its registry entry is s->interp. */
 mg_state *mg_session_state(const mg_session *s);
 
 /* Create an isolated, own-GIL interpreter and run `bootstrap` (Python source)
  * in it.  Returns its id, or -1 with an exception set (InterpreterError with
  * the bootstrap's error, if it raised). */
 int64_t mg_interp_create(mg_state *st, const char *bootstrap);
+/* Replace every cached thread state of interpreter `id` (one multigil
+ * created) by one new thread state, the calling thread's: what the old ones
+ * held (the context of contextvars, ...) goes.  Nobody may be inside.  0, or
+ * -1 with InterpreterError set. */
+int mg_interp_renew_thread_states(mg_state *st, int64_t id);
 /* Close interpreter `id` (one multigil created).  0, or -1 with
  * InterpreterError (it is busy, lends buffers, ...) set. */
 int mg_interp_close(mg_state *st, int64_t id);

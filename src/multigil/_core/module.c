@@ -73,6 +73,25 @@ core_destroy(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(renew_thread_states__doc__,
+"_renew_thread_states($module, id, /)\n--\n\n"
+"Replace the thread states multigil keeps for interpreter `id` by one new\n"
+"one, this thread's: what they held (contextvars, ...) goes.  Nobody may be\n"
+"inside `id`.  Part of resetting a worker's interpreter.");
+
+static PyObject *
+core_renew_thread_states(PyObject *module, PyObject *arg)
+{
+    int64_t id;
+    if (id_from_object(arg, &id) < 0) {
+        return NULL;
+    }
+    if (mg_interp_renew_thread_states(PyModule_GetState(module), id) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* The jobs of call(), exec() and set_main_attrs(), run in the target by
  * mg_run_in. */
 
@@ -151,8 +170,9 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob_init(&in);
     mg_outcome out;
     /* `c` stays alive until the call returned, so the blob may point into
-     * it instead of copying large arguments. */
-    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW);
+     * it instead of copying large arguments; those in lists and dicts, which
+     * may change meanwhile, are lent. */
+    int rc = mg_call_encode(st, &c, &in, MG_ENCODE_BORROW | MG_ENCODE_LEND);
     if (rc == 0) {
         rc = mg_run_in(st, id, call_job, &in, NULL, &out);
     }
@@ -216,7 +236,7 @@ core_set_main_attrs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     mg_blob in;
     mg_blob_init(&in);
     mg_outcome out;
-    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW) < 0 ||
+    if (mg_encode(st, args[1], &in, MG_ENCODE_BORROW | MG_ENCODE_LEND) < 0 ||
         mg_run_in(st, id, set_main_attrs_job, &in, NULL, &out) < 0) {
         return NULL;
     }
@@ -276,6 +296,18 @@ core_get_main(PyObject *module, PyObject *unused)
     return PyLong_FromLongLong(PyInterpreterState_GetID(PyInterpreterState_Main()));
 }
 
+PyDoc_STRVAR(forget_functions__doc__,
+"_forget_functions($module, /)\n--\n\n"
+"Drop this interpreter's caches of the functions sent to it and from it\n"
+"(they keep their modules alive).  Functions sent later are rebuilt.");
+
+static PyObject *
+core_forget_functions(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    mg_state_drop_caches(PyModule_GetState(module));
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(status__doc__,
 "status($module, id, /)\n--\n\n"
 "(whence, threads running inside) of interpreter `id`, or None if it is gone.");
@@ -304,6 +336,8 @@ static PyMethodDef core_methods[] = {
     {"set_main_attrs", (PyCFunction)(void (*)(void))core_set_main_attrs,
      METH_FASTCALL, set_main_attrs__doc__},
     {"import_in_main", core_import_in_main, METH_O, import_in_main__doc__},
+    {"_forget_functions", core_forget_functions, METH_NOARGS, forget_functions__doc__},
+    {"_renew_thread_states", core_renew_thread_states, METH_O, renew_thread_states__doc__},
     {"list_all", core_list_all, METH_NOARGS,
      "list_all($module, /)\n--\n\n(id, whence) of every known interpreter."},
     {"get_current", core_get_current, METH_NOARGS,

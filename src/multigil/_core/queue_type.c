@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "wait.h"
 #include "xidata.h"
+#include "interp.h"
 
 #include <unistd.h>
 
@@ -148,9 +149,18 @@ queue_put_impl(PyObject *self, PyObject *obj, int64_t deadline)
     if (closed) {
         return mg_queue_raise(st, q, MG_QUEUE_PUT, MG_QUEUE_CLOSED);
     }
-    /* No MG_ENCODE_BORROW: put() returns long before anyone decodes. */
+    /* No MG_ENCODE_BORROW: put() returns long before anyone decodes.  The
+     * main interpreter lends large bytes and str, since it outlives every
+     * item (multigil never closes it); any other interpreter may be closed
+     * while its items wait, and items belong to no interpreter, so they are
+     * copied.  Each put() of the main interpreter drops what the takers
+     * copied since the last one. */
+    int lend = PyInterpreterState_Get() == PyInterpreterState_Main();
+    if (lend) {
+        mg_interp_run_deferred_of(st->interp);
+    }
     mg_blob_init(&blob);
-    if (mg_encode(st, obj, &blob, 0) < 0) {
+    if (mg_encode(st, obj, &blob, lend ? MG_ENCODE_LEND : 0) < 0) {
         return NULL;
     }
     mg_queue_status rc = mg_queue_put(q, &blob, deadline);

@@ -223,6 +223,28 @@ export_destroy(mg_shared *raw)
     }
 }
 
+/* Fill the parts of `ex` every export has, from `view` (taken in the
+ * current interpreter, which becomes the owner): the region's shape and
+ * strides point at `shape` and `strides`, its format at `fmt`. */
+static void
+export_fill(export_raw *ex, const mg_shared_kind *kind, Py_buffer *view, Py_ssize_t *shape,
+            Py_ssize_t *strides, char *fmt)
+{
+    mg_shared_init(&ex->head.base, kind);
+    mg_region *r = &ex->head.region;
+    r->buf = view->buf;
+    r->len = view->len;
+    r->itemsize = view->itemsize;
+    r->readonly = view->readonly ? 1 : 0;
+    r->ndim = view->ndim;
+    r->format = fmt;
+    r->shape = view->ndim > 0 ? shape : NULL;
+    r->strides = view->ndim > 0 ? strides : NULL;
+    ex->view = *view;
+    ex->owner = mg_interp_id(mg_interp_current());
+    mg_interp_exports_add(ex->owner, +1);
+}
+
 static PyObject *
 export_wrap(mg_state *st, mg_shared *raw)
 {
@@ -272,7 +294,6 @@ mg_export_new(PyObject *exporter)
         PyErr_NoMemory();
         return NULL;
     }
-    mg_shared_init(&ex->head.base, &export_kind);
     Py_ssize_t *shape = (Py_ssize_t *)((char *)ex + head);
     Py_ssize_t *strides = shape + ndim;
     char *fmt = (char *)(strides + ndim);
@@ -293,19 +314,104 @@ mg_export_new(PyObject *exporter)
         }
     }
 
-    mg_region *r = &ex->head.region;
-    r->buf = view.buf;
-    r->len = view.len;
-    r->itemsize = view.itemsize;
-    r->readonly = view.readonly ? 1 : 0;
-    r->ndim = ndim;
-    r->format = fmt;
-    r->shape = ndim > 0 ? shape : NULL;
-    r->strides = ndim > 0 ? strides : NULL;
+    export_fill(ex, &export_kind, &view, shape, strides, fmt);
+    return &ex->head.base;
+}
 
-    ex->view = view;
-    ex->owner = mg_interp_id(mg_interp_current());
-    mg_interp_exports_add(ex->owner, +1);
+/*************************************************************************
+ * Lends: a bytes or str, held by its owner until the receivers copied it *
+ *************************************************************************/
+
+/* A lend is an export of a bytes' or str's payload (a str has no buffer
+ * protocol: its view is filled by hand).  Receivers never view it: wrap()
+ * builds their own bytes or str, copied straight out of the owner's object,
+ * the one copy of the value.  The region's itemsize is the str's kind. */
+
+/* 1 if the calling thread is attached to interpreter `id` (holds its GIL). */
+static int
+attached_to(int64_t id)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+#endif
+    return ts != NULL && PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)) == id;
+}
+
+/* Dropping a bytes or str runs no Python code, so a thread attached to the
+ * owner releases it at once (a thread of the owner that frees the blob);
+ * any other defers it to the owner. */
+static void
+lend_destroy(mg_shared *raw)
+{
+    export_raw *ex = (export_raw *)raw;
+    if (attached_to(ex->owner)) {
+        export_release(ex);
+    }
+    else {
+        export_destroy(raw);
+    }
+}
+
+static PyObject *
+lend_wrap_bytes(mg_state *Py_UNUSED(st), mg_shared *raw)
+{
+    const mg_region *r = &((export_raw *)raw)->head.region;
+    return PyBytes_FromStringAndSize(r->buf, r->len);
+}
+
+static PyObject *
+lend_wrap_str(mg_state *Py_UNUSED(st), mg_shared *raw)
+{
+    const mg_region *r = &((export_raw *)raw)->head.region;
+    return PyUnicode_FromKindAndData((int)r->itemsize, r->buf, r->len / r->itemsize);
+}
+
+/* Process-global constant tables (read-only, no lock needed). */
+static const mg_shared_kind lend_bytes_kind = {
+    .name = "lent bytes",
+    .destroy = lend_destroy,
+    .wrap = lend_wrap_bytes,
+};
+static const mg_shared_kind lend_str_kind = {
+    .name = "lent str",
+    .destroy = lend_destroy,
+    .wrap = lend_wrap_str,
+};
+
+mg_shared *
+mg_lend_new(PyObject *obj)
+{
+    Py_buffer view;
+    const mg_shared_kind *kind;
+    if (PyBytes_CheckExact(obj)) {
+        if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        kind = &lend_bytes_kind;
+    }
+    else if (PyUnicode_CheckExact(obj)) {
+        int k = PyUnicode_KIND(obj);
+        if (PyBuffer_FillInfo(&view, obj, PyUnicode_DATA(obj), PyUnicode_GET_LENGTH(obj) * k,
+                              1, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        view.itemsize = k;
+        kind = &lend_str_kind;
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "only bytes and str are lent, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    export_raw *ex = (export_raw *)PyMem_RawCalloc(1, sizeof(export_raw));
+    if (ex == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    export_fill(ex, kind, &view, NULL, NULL, NULL);
     return &ex->head.base;
 }
 

@@ -1,7 +1,8 @@
 /* shm.h — memory that several interpreters see at once, without copying:
  * SharedBuffer, and the zero-copy kinds the encoder sends (exports of a
  * memoryview's buffer, chunks of pickle's out-of-band buffers), viewed by the
- * receiver through a ForeignBuffer.
+ * receiver through a ForeignBuffer; and lends, large bytes and str that the
+ * receiver copies straight out of the sender's object.
  */
 #ifndef MULTIGIL_SHM_H
 #define MULTIGIL_SHM_H
@@ -17,6 +18,15 @@
  * Returns a new reference, or NULL with an exception set (BufferError,
  * ValueError for a released memoryview, MemoryError). */
 mg_shared *mg_export_new(PyObject *exporter);
+
+/* A "lend": an exact bytes or str of the current interpreter (the owner),
+ * kept alive for other interpreters until they copied it.  Its wrap() builds
+ * an equal bytes or str, copied straight out of the owner's object: the one
+ * copy of the value.  It counts as an export of the owner; when the last
+ * reference goes, the owner drops the object (at once if the thread is
+ * attached to it, else through mg_interp_defer).  Returns a new reference, or
+ * NULL with an exception set. */
+mg_shared *mg_lend_new(PyObject *obj);
 
 /* A "chunk": a raw, refcounted, 64-byte aligned copy of n bytes.  Its wrap()
  * builds a read-only ForeignBuffer over the copy (no second copy), alive as

@@ -32,7 +32,7 @@ PyDoc_STRVAR(roundtrip_doc,
 "Encode ``obj`` as for another interpreter and decode it here.\n"
 "\n"
 "Exercises the whole cross-interpreter encoding without a second\n"
-"interpreter.  ``flags=1`` is MG_ENCODE_BORROW.\n");
+"interpreter.  ``flags`` are ENCODE_BORROW and ENCODE_LEND.\n");
 
 static PyObject *
 xi_roundtrip(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -71,6 +71,26 @@ xi_run_deferred(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(exports_doc,
+"_exports(id, /)\n"
+"--\n"
+"\n"
+"How many of interpreter ``id``'s objects other interpreters hold now.\n"
+"\n"
+"Counts the memoryviews of its buffers and the bytes and str lent to be\n"
+"copied, whose releases have not run yet in ``id``; -1 if ``id`` does not\n"
+"exist.  For tests of lifetimes.\n");
+
+static PyObject *
+xi_exports(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long long id = PyLong_AsLongLong(arg);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromLong(mg_interp_exports(id));
 }
 
 PyDoc_STRVAR(encoded_size_doc,
@@ -181,6 +201,7 @@ static PyMethodDef xidata_methods[] = {
      "is_shareable($module, obj, /)\n--\n\nWhether obj crosses interpreters natively (no pickle)."},
     {"_is_natively_shareable", xi_is_natively_shareable, METH_O, is_shareable_doc},
     {"_run_deferred", xi_run_deferred, METH_NOARGS, run_deferred_doc},
+    {"_exports", xi_exports, METH_O, exports_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -190,5 +211,8 @@ mg_xidata_init(PyObject *module, mg_state *Py_UNUSED(st))
     if (PyModule_AddFunctions(module, xidata_methods) < 0) {
         return -1;
     }
-    return PyModule_AddIntConstant(module, "ENCODE_BORROW", MG_ENCODE_BORROW);
+    if (PyModule_AddIntConstant(module, "ENCODE_BORROW", MG_ENCODE_BORROW) < 0) {
+        return -1;
+    }
+    return PyModule_AddIntConstant(module, "ENCODE_LEND", MG_ENCODE_LEND);
 }

@@ -17,8 +17,9 @@
 #define MG_MAX_DEPTH 1000
 
 /* Encode `obj` into `out` (initialized by the caller; its buffers are
- * reused).  flags: MG_ENCODE_BORROW or 0.  Returns 0, or -1 with an exception
- * set (NotShareableError naming the type) and `out` cleared. */
+ * reused).  flags: MG_ENCODE_BORROW and/or MG_ENCODE_LEND (blob.h), or 0.
+ * Returns 0, or -1 with an exception set (NotShareableError naming the type)
+ * and `out` cleared. */
 int mg_encode(mg_state *st, PyObject *obj, mg_blob *out, int flags);
 /* Rebuild the value in the current interpreter; new reference or NULL.
  * Does not consume the blob. */

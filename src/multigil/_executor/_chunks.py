@@ -19,6 +19,12 @@ Chunk size, unless given:
   comes back.  Each chunk that comes back tells how long an item takes; the
   next chunk is sized to last about :data:`TARGET_CHUNK_S`, growing at most
   twofold a chunk, up to the cap and to ``buffersize // (2 * workers)``.
+  At most :data:`CHUNKS_AHEAD` chunks a worker are in flight: ``buffersize``
+  bounds the items, this the chunks.  Without it, a first estimate that is
+  far too high (a fresh worker's first task also pays for its imports)
+  filled the whole buffer with one-item chunks, and every later chunk had
+  room for one item only: the first map of a fresh pool cost a task per
+  item.
 """
 
 from __future__ import annotations
@@ -36,12 +42,15 @@ if TYPE_CHECKING:
     from ._future import InterpreterFuture
     from ._pool import _Pool, _Task
 
-__all__ = ["CHUNK_CAP", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate", "handing_out"]
+__all__ = ["CHUNK_CAP", "CHUNKS_AHEAD", "TARGET_CHUNK_S", "auto_chunksize", "MapRun", "iterate",
+           "handing_out"]
 
 #: Most items a chunk gets when map chooses the size.
 CHUNK_CAP = 4096
 #: How long an adaptively sized chunk should keep a worker busy.
 TARGET_CHUNK_S = 0.02
+#: Adaptive chunks in flight, per worker: one running, the rest queued.
+CHUNKS_AHEAD = 3
 
 
 def auto_chunksize(n: int, workers: int) -> int:
@@ -205,14 +214,18 @@ class MapRun:
         """Lazy mode: read and send input while the buffer has room."""
         assert self.buffersize is not None
         while self.source is not None and self.inflight < self.buffersize:
-            if self.item_s is None and not self.fixed and len(self.live) >= 2 * self.workers:
-                break  # wait to learn how long an item takes
-            size = min(self._next_size(), self.buffersize - self.inflight)
+            if not self.fixed and len(self.live) >= (
+                    2 if self.item_s is None else CHUNKS_AHEAD) * self.workers:
+                break  # wait to learn how long an item takes, or for room
+            want = self._next_size()
+            size = min(want, self.buffersize - self.inflight)
             chunk = list(itertools.islice(self.source, size))
             if not chunk:
                 self.source = None
                 break
-            self.last_size = len(chunk)
+            # What it would have been with room to spare: a chunk cut short
+            # by the buffer must not restart the growth from its size.
+            self.last_size = want
             if not self._send(chunk):
                 self.source = None
             if len(chunk) < size:
@@ -260,7 +273,10 @@ class MapRun:
         t0, t1 = task.started, task.ended
         if t0 and t1 > t0:
             per = (t1 - t0) / task.chunk
-            self.item_s = per if self.item_s is None else (self.item_s + per) / 2
+            # Down at once, up by halves: the first chunk of a fresh worker
+            # also pays for its imports, and chunks grow only twofold anyway.
+            old = self.item_s
+            self.item_s = per if old is None or per < old else (old + per) / 2
 
     def stop(self, interrupt: bool = False) -> None:
         """Cancel what was not consumed (interrupt: running chunks too)."""

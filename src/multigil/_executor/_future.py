@@ -17,6 +17,7 @@ which has been the same from Python 3.2 to 3.14.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import (
     CANCELLED,
@@ -27,7 +28,14 @@ from concurrent.futures._base import (
 )
 from typing import Any, Callable
 
+from .. import _core
+
 __all__ = ["InterpreterFuture"]
+
+#: How long result() and exception() spin for a task to end before they
+#: sleep: a round trip's worth.  They spin with the GIL released and yield
+#: the CPU on each turn (worker.c says why and how).
+SPIN_S = 100e-6
 
 
 class InterpreterFuture(Future):  # type: ignore[type-arg]
@@ -92,6 +100,31 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
             return False
         # False from stop(): the task has just ended, or someone else stopped it.
         return stop(self) or self.cancelled()
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state in (PENDING, RUNNING) and timeout != 0:
+            self._spin()
+        if self._state == FINISHED and self._exception is None:
+            # Written before _state, by a thread holding this interpreter's
+            # GIL: no need for the condition's lock to read it.
+            return self._result
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state in (PENDING, RUNNING) and timeout != 0:
+            self._spin()
+        return super().exception(timeout)
+
+    def _spin(self) -> None:
+        """Wait up to SPIN_S for the task to end without sleeping: a worker
+        that completes it then wakes nobody, and finds the GIL free."""
+        seen = _core.completions()
+        end = time.perf_counter() + SPIN_S
+        while self._state in (PENDING, RUNNING):
+            left = end - time.perf_counter()
+            if left <= 0:
+                return
+            seen = _core.spin_for_completion(seen, left)
 
     def _Future__get_result(self) -> Any:
         # What Future.result() returns or raises once done.  Before Python

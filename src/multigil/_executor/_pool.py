@@ -17,8 +17,10 @@ costs two hand-offs through native memory and no thread switch besides the
 worker's own, since the worker completes the future itself.  When ``run()``
 returns 'max_tasks' (max_tasks_per_worker) or 'fatal' (a task raised
 SystemExit or KeyboardInterrupt), the same thread closes the interpreter and
-starts a fresh one; when it returns 'closed' (the pool shut down and the queue
-is drained) it closes the interpreter and ends.
+starts a fresh one (on 3.12 and 3.13, which do not free a closed
+interpreter's memory, it resets the interpreter instead: ``_recycle``); when
+it returns 'closed' (the pool shut down and the queue is drained) it closes
+the interpreter and ends.
 
 Stopping a running task (``cancel(interrupt=True)``, a per-task timeout,
 ``shutdown(interrupt=True)``, Ctrl-C) goes through :meth:`_Pool.stop_task`:
@@ -46,7 +48,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from .. import _core, _pickler, _remote, interpreters
+from .. import _core, _pickler, _recycle, _remote, interpreters
 from .._errors import (ExecutionFailed, InterpreterError, NotShareableError, QueueClosed,
                       exception_from)
 from . import _watchdog
@@ -239,38 +241,71 @@ class _Slot:
 
     def _serve(self) -> None:
         pool = self.pool
-        while not pool.broken:
-            try:
-                interp = interpreters.create()
-            except BaseException as exc:
-                pool.set_broken(f"a worker interpreter could not be created: {exc}", exc)
-                return
-            try:
+        interp: interpreters.Interpreter | None = None
+        try:
+            while not pool.broken:
+                if interp is None:
+                    try:
+                        interp = interpreters.create()
+                        if RESET_INSTEAD_OF_CLOSE:
+                            interp.call(_recycle.snapshot)
+                    except BaseException as exc:
+                        pool.set_broken(f"a worker interpreter could not be created: {exc}",
+                                        exc)
+                        return
                 try:
-                    pool.initialize(interp)
+                    try:
+                        pool.initialize(interp)
+                    except BaseException as exc:
+                        LOGGER.critical("Exception in initializer:", exc_info=True)
+                        summary = (exc.excinfo.formatted if isinstance(exc, ExecutionFailed)
+                                   else f"{type(exc).__name__}: {exc}")
+                        pool.set_broken("A worker initializer failed, the interpreter pool "
+                                        f"is not usable anymore: {summary}", exc)
+                        return
+                    interp.call(_remote.adopt_thread, threading.current_thread().name)
+                    self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
+                                               self.on_done, pool.max_tasks)
+                    reason = self.worker.run()
                 except BaseException as exc:
-                    LOGGER.critical("Exception in initializer:", exc_info=True)
-                    summary = (exc.excinfo.formatted if isinstance(exc, ExecutionFailed)
-                               else f"{type(exc).__name__}: {exc}")
-                    pool.set_broken("A worker initializer failed, the interpreter pool is "
-                                    f"not usable anymore: {summary}", exc)
+                    pool.set_broken(f"a worker failed: {type(exc).__name__}: {exc}", exc)
                     return
-                interp.call(_remote.adopt_thread, threading.current_thread().name)
-                self.worker = _core.Worker(interp.id, pool.queue, self.on_start,
-                                           self.on_done, pool.max_tasks)
-                reason = self.worker.run()
-            except BaseException as exc:
-                pool.set_broken(f"a worker failed: {type(exc).__name__}: {exc}", exc)
-                return
-            finally:
-                self.worker = None
+                finally:
+                    self.worker = None
+                if reason == "closed":
+                    return
+                queue = pool.queue
+                if queue.closed and queue.empty():
+                    return
+                # 'max_tasks' or 'fatal': carry on in a fresh interpreter
+                if not _reset(interp):
+                    _close(interp)
+                    interp = None
+        finally:
+            if interp is not None:
                 _close(interp)
-            if reason == "closed":
-                return
-            queue = pool.queue
-            if queue.closed and queue.empty():
-                return
-            # 'max_tasks' or 'fatal': carry on in a fresh interpreter
+
+
+# CPython 3.12 and 3.13 keep the memory of every destroyed interpreter (about
+# 2.2 MiB each): there a worker resets its interpreter instead of replacing it
+# (multigil._recycle; docs/executor.md says what "fresh" then means).
+RESET_INSTEAD_OF_CLOSE = sys.version_info < (3, 14)
+
+
+def _reset(interp: interpreters.Interpreter) -> bool:
+    """Make `interp` fresh again in place, where that is how a worker recycles;
+    False if it must be replaced (3.14+, or the reset failed)."""
+    if not RESET_INSTEAD_OF_CLOSE:
+        return False
+    try:
+        interp.call(_recycle.reset, list(sys.path))
+        # What tasks left in the thread states (contextvars) goes too.
+        _core._renew_thread_states(interp.id)
+    except BaseException as exc:
+        print(f"multigil: could not reset worker interpreter {interp.id}, replacing it: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _close(interp: interpreters.Interpreter) -> None:
