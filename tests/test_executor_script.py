@@ -534,6 +534,55 @@ if __name__ == "__main__":
     assert report(proc) == [6, 30, -30, [1, 2, 0], [1, 2, 3], [1, 20, 3], [1], [1, 2]]
 
 
+def test_callables_holding_what_changes_in_place_are_sent_as_they_are_now(
+        tmp_path: Path) -> None:
+    # A closure's dict, a default list, a partial of a closure and a global of
+    # a module's lambda change in place: the same objects, new content.  Each
+    # task must see the content of its submit.  (A global of __main__, such
+    # as a function's own attribute read through its name, is the worker's
+    # once bound there, as in a process: see test_main_functions_see_the_workers_main.)
+    (tmp_path / "settings_mod.py").write_text(textwrap.dedent("""
+        SETTINGS = {"k": 1}
+        def make():
+            return lambda x: x * SETTINGS["k"]
+    """))
+    proc = run_script(tmp_path, """
+import functools, json
+import settings_mod
+from multigil import InterpreterPoolExecutor
+
+def make():
+    cfg = {"k": 1}
+    def f(x):
+        return x * cfg["k"]
+    return f, cfg
+
+def g(x, acc=[1]):
+    return x * len(acc)
+
+if __name__ == "__main__":
+    f, cfg = make()
+    p = functools.partial(f, 3)
+    m = settings_mod.make()
+    out = []
+    with InterpreterPoolExecutor(1) as pool:
+        def twice(fn, change):
+            out.append(pool.submit(fn, 2).result(60))
+            change()
+            out.append(pool.submit(fn, 2).result(60))
+        twice(f, lambda: cfg.update(k=10))
+        twice(g, lambda: g.__defaults__[0].append(1))
+        out.append(pool.submit(p).result(60))
+        cfg["k"] = 100
+        out.append(pool.submit(p).result(60))
+        twice(m, lambda: settings_mod.SETTINGS.update(k=7))
+    with InterpreterPoolExecutor(1) as pool:
+        out.append(pool.submit(m, 2).result(60))
+    print(json.dumps(out))
+""")
+    assert report(proc) == [2, 20, 2, 4, 30, 300, 2, 14, 14]
+
+
 # ------------------------------------------------ the worker thread --
 
 def test_worker_threads_are_named_and_exit_quietly(tmp_path: Path) -> None:

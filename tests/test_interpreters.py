@@ -177,6 +177,13 @@ def test_arguments_that_cannot_be_rebuilt_raise_not_shareable(interp):
     assert interp.call(helpers.add, 1, 2) == 3
 
 
+def test_a_result_that_cannot_be_rebuilt_raises_not_shareable(interp):
+    with pytest.raises(NotShareableError, match="^result not shareable") as info:
+        interp.call(helpers.FailsToUnpickle)
+    assert "refused to unpickle" in str(info.value.__cause__)
+    assert interp.call(helpers.add, 1, 2) == 3
+
+
 def test_exec_of_a_function_with_parameters_is_refused(interp):
     def with_args(a, *, b=1):
         pass

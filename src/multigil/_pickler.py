@@ -47,7 +47,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["dumps", "function_ref", "function_crosses"]
+__all__ = ["dumps", "function_ref", "function_crosses", "forget"]
 
 # The types of module `types`, which is not imported in every interpreter.
 ModuleType = type(sys)
@@ -69,7 +69,10 @@ SHARED_PAYLOAD = 64 * 1024
 #: The sender keeps at most this many by-content callables, and this many bytes
 #: of their payloads (past either, it forgets them all and starts again).
 CACHE_ENTRIES = 1024
-CACHE_BYTES = 256 * 1024 * 1024
+CACHE_BYTES = 64 * 1024 * 1024
+#: The C core keeps the answer for a callable by object (and so the callable
+#: and its payload alive) only for payloads up to this size.
+KEEP_BY_OBJECT_BYTES = 64 * 1024
 
 
 # ------------------------------------------------------------- the pickler --
@@ -261,9 +264,10 @@ def function_ref(fn: Any, token: int) -> tuple[Any, int, Any]:
     """
     if type(fn) is FunctionType and (fn.__module__ == "__main__" or "<" in fn.__qualname__):
         # The common case first: a function of the script, a lambda, a closure.
-        hit = _by_content.get(_function_key(fn)[0])
+        found = _function_key(fn)
+        hit = None if found is None else _by_content.get(found[0])
         if hit is not None:
-            return _guard(fn), hit[0], hit[1]
+            return _by_object(_guard(fn), hit[1]), hit[0], hit[1]
     if not callable(fn):
         raise TypeError(f"{type(fn).__name__!r} object is not callable")
     # A method of a natively shared object (``queue.put``) crosses as the
@@ -282,12 +286,12 @@ def function_ref(fn: Any, token: int) -> tuple[Any, int, Any]:
         key, keep, by_name = found
         hit = _by_content.get(key)
         if hit is not None:
-            return _guard(fn, by_name), hit[0], hit[1]
+            return _by_object(_guard(fn, by_name), hit[1]), hit[0], hit[1]
         payload: Any = _pickle.dumps(fn, 5) if by_name else dumps(fn)
         kept = _remember(key, keep, token, payload)
         if key not in _by_content:
             return False, 0, kept  # not kept: the receivers need not keep it either
-        return _guard(fn, by_name), token, kept
+        return _by_object(_guard(fn, by_name), kept), token, kept
     except Exception as exc:
         from ._errors import NotShareableError
 
@@ -309,7 +313,7 @@ def _guard(fn: Any, by_name: bool = False) -> Any:
     if tp is MethodType:
         return by_name
     if (tp is FunctionType and fn.__module__ == "__main__" and fn.__closure__ is None
-            and not fn.__dict__):
+            and not fn.__dict__ and not fn.__kwdefaults__):
         return (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
     functools = sys.modules.get("functools")
     if (by_name and functools is not None and tp is functools.partial
@@ -327,6 +331,35 @@ def _constant(value: Any) -> bool:
     if tp is tuple or tp is frozenset:
         return all(_constant(v) for v in value)
     return False
+
+
+def _stable(value: Any) -> bool:
+    """Whether a function holding `value` (a default, a closure cell, an
+    attribute, a global it carries) pickles the same for as long as it holds
+    this very object: constants, modules, and classes and functions importable
+    by name.  A list, a dict, an instance or a class of ``__main__`` can change
+    in place: a function holding one is sent by value every time."""
+    if value is _MISSING or value is _Empty or _constant(value):
+        return True
+    if isinstance(value, ModuleType):
+        return True
+    return callable(value) and importable_by_name(value)
+
+
+def _by_object(guard: Any, payload: Any) -> Any:
+    """`guard`, unless the payload is too big for the C core to keep by object
+    (it would keep the callable and the payload alive, up to 4096 of them)."""
+    return guard if guard is not False and len(payload) <= KEEP_BY_OBJECT_BYTES else False
+
+
+def forget() -> None:
+    """Drop what this interpreter keeps of the callables it sent or received
+    (a worker's interpreter being reset, multigil._recycle)."""
+    global _cached_bytes, _Pickler
+    _by_content.clear()
+    _cached_bytes = 0
+    _names.clear()
+    _Pickler = None     # cloudpickle itself may be imported again
 
 
 def function_crosses(fn: Any) -> bool:
@@ -376,12 +409,11 @@ def _content_key(fn: Any) -> tuple[Any, Any, bool] | None:
         return ("method", *map(id, parts)), parts, by_name
     functools = sys.modules.get("functools")
     if functools is not None and tp is functools.partial and not fn.__dict__:
-        if not (_core.is_shareable(fn.args) and _core.is_shareable(fn.keywords)):
-            return None  # arguments that may change, or that pickle by reference
-        try:
-            args = _pickle.dumps((fn.args, fn.keywords), 5)
-        except Exception:
-            return None  # shared objects (queues, buffers): by value, as always
+        if not _constant((fn.args, *fn.keywords.values())):
+            return None  # arguments that may change: by value, every time
+        args = _pickle.dumps((fn.args, fn.keywords), 5)
+        if len(args) > KEEP_BY_OBJECT_BYTES:
+            return None  # keyed by value, a big argument would be pickled twice
         if importable_by_name(fn.func):
             inner: Any = ("name", id(fn.func))
             keep: Any = fn.func
@@ -396,15 +428,24 @@ def _content_key(fn: Any) -> tuple[Any, Any, bool] | None:
     return None
 
 
-def _function_key(fn: Any) -> tuple[Any, Any, bool]:
-    parts: tuple[Any, ...] = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+def _function_key(fn: Any) -> tuple[Any, Any, bool] | None:
+    """As _content_key, for a function; None if something it holds may change
+    in place (see _stable).  The globals of a function of ``__main__`` are not
+    part of its content: they are sent once (docs/executor.md)."""
+    defaults, kwdefaults = fn.__defaults__, fn.__kwdefaults__
+    parts: tuple[Any, ...] = (fn.__code__, defaults, kwdefaults, *(defaults or ()),
+                              *(kwdefaults or {}).values())
     closure = fn.__closure__
     if closure is not None:
         parts += tuple(map(_contents, closure))
-    if fn.__dict__:
-        parts += (fn.__dict__,)
+    attrs = fn.__dict__
+    if attrs:
+        parts += tuple(attrs.values())
     if fn.__module__ != "__main__":
         # It carries the globals it uses (cloudpickle): their values count.
         g = fn.__globals__
         parts += (g, *[g.get(name, _MISSING) for name in global_names(fn.__code__)])
-    return tuple(map(id, parts)), parts, False
+    if not all(map(_stable, parts[3:])):
+        return None
+    names = (tuple(kwdefaults or ()), tuple(attrs))
+    return (tuple(map(id, parts)), names), parts, False

@@ -9,7 +9,7 @@ pool's ``shared`` values and initializer), and :func:`reset` takes it back
 there.  What "fresh" then means is written in docs/executor.md.
 
 Runs inside the worker's interpreter; imports only the standard library and
-``multigil._core`` and ``multigil._remote``.
+``multigil._core``, ``multigil._pickler`` and ``multigil._remote``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def reset(path: list[str]) -> int:
     """
     import __main__
 
-    from . import _core
+    from . import _core, _pickler
 
     if _modules is None:
         raise RuntimeError("multigil._recycle.reset() before snapshot()")
@@ -151,6 +151,7 @@ def reset(path: list[str]) -> int:
     if linecache is not None:
         linecache.clearcache()
     _core._forget_functions()
+    _pickler.forget()
     for name in ("last_exc", "last_value", "last_type", "last_traceback"):
         if hasattr(sys, name):
             delattr(sys, name)

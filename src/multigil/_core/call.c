@@ -22,7 +22,7 @@ mg_remote(mg_state *st)
  * the pickles of what it keeps reach FN_CACHE_BYTES: a program that makes
  * functions without end must not grow without end. */
 #define FN_CACHE_MAX 4096
-#define FN_CACHE_BYTES ((Py_ssize_t)256 * 1024 * 1024)
+#define FN_CACHE_BYTES ((Py_ssize_t)64 * 1024 * 1024)
 
 /* Whether `fn`, kept by object with `guard` (_pickler.function_ref), would
  * still pickle to the same content:
@@ -125,7 +125,9 @@ function_ref(mg_state *st, PyObject *fn)
         }
         Py_DECREF(kept);
     }
-    PyErr_Clear();  /* a guard that could not be kept costs a call next time */
+    if (ref != NULL) {
+        PyErr_Clear();  /* a guard that could not be kept costs a call next time */
+    }
     return ref;
 }
 
@@ -515,9 +517,16 @@ main_frame_code(mg_state *sub)
     if (invoke == NULL) {
         return NULL;
     }
-    sub->main_frame_code = PyObject_CallMethod(remote, "main_frame_code", "O", invoke);
+    PyObject *code = PyObject_CallMethod(remote, "main_frame_code", "O", invoke);
     Py_DECREF(invoke);
-    return sub->main_frame_code;
+    /* That call may have let another thread of this interpreter build it too. */
+    if (code != NULL && sub->main_frame_code == NULL) {
+        sub->main_frame_code = code;
+    }
+    else {
+        Py_XDECREF(code);
+    }
+    return code == NULL ? NULL : sub->main_frame_code;
 }
 
 static PyObject *
@@ -537,6 +546,11 @@ call_in_main_frame(mg_state *sub, PyObject *fn, const mg_call *c)
     PyObject *result = p.result;
     if (none != NULL) {
         Py_DECREF(none);
+        if (result == NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "multigil: the main-frame code of this interpreter did not run "
+                            "its call");
+        }
         return result;
     }
     Py_XDECREF(result);

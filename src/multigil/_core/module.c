@@ -182,7 +182,7 @@ core_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *value = mg_outcome_take(st, &out);
     if (value == NULL) {
-        return NULL;
+        return out.ok ? mg_not_rebuilt(st, "result") : NULL;
     }
     PyObject *res = PyTuple_Pack(2, out.ok ? Py_True : out.stage != MG_STAGE_CALL ? Py_None : Py_False, value);
     Py_DECREF(value);
