@@ -70,9 +70,9 @@ SHARED_PAYLOAD = 64 * 1024
 #: of their payloads (past either, it forgets them all and starts again).
 CACHE_ENTRIES = 1024
 CACHE_BYTES = 64 * 1024 * 1024
-#: The C core keeps the answer for a callable by object (and so the callable
-#: and its payload alive) only for payloads up to this size.
-KEEP_BY_OBJECT_BYTES = 64 * 1024
+#: A partial whose pickled arguments are bigger is not kept by content (its
+#: key would cost a second pickling of them on every submit).
+PARTIAL_KEY_BYTES = 64 * 1024
 
 
 # ------------------------------------------------------------- the pickler --
@@ -267,7 +267,7 @@ def function_ref(fn: Any, token: int) -> tuple[Any, int, Any]:
         found = _function_key(fn)
         hit = None if found is None else _by_content.get(found[0])
         if hit is not None:
-            return _by_object(_guard(fn), hit[1]), hit[0], hit[1]
+            return _guard(fn), hit[0], hit[1]
     if not callable(fn):
         raise TypeError(f"{type(fn).__name__!r} object is not callable")
     # A method of a natively shared object (``queue.put``) crosses as the
@@ -286,12 +286,12 @@ def function_ref(fn: Any, token: int) -> tuple[Any, int, Any]:
         key, keep, by_name = found
         hit = _by_content.get(key)
         if hit is not None:
-            return _by_object(_guard(fn, by_name), hit[1]), hit[0], hit[1]
+            return _guard(fn, by_name), hit[0], hit[1]
         payload: Any = _pickle.dumps(fn, 5) if by_name else dumps(fn)
         kept = _remember(key, keep, token, payload)
         if key not in _by_content:
             return False, 0, kept  # not kept: the receivers need not keep it either
-        return _by_object(_guard(fn, by_name), kept), token, kept
+        return _guard(fn, by_name), token, kept
     except Exception as exc:
         from ._errors import NotShareableError
 
@@ -346,12 +346,6 @@ def _stable(value: Any) -> bool:
     return callable(value) and importable_by_name(value)
 
 
-def _by_object(guard: Any, payload: Any) -> Any:
-    """`guard`, unless the payload is too big for the C core to keep by object
-    (it would keep the callable and the payload alive, up to 4096 of them)."""
-    return guard if guard is not False and len(payload) <= KEEP_BY_OBJECT_BYTES else False
-
-
 def forget() -> None:
     """Drop what this interpreter keeps of the callables it sent or received
     (a worker's interpreter being reset, multigil._recycle)."""
@@ -380,6 +374,9 @@ def _remember(key: Any, keep: Any, token: int, payload: bytes) -> Any:
     if len(_by_content) >= CACHE_ENTRIES or _cached_bytes + size > CACHE_BYTES:
         _by_content.clear()
         _cached_bytes = 0
+        # The C core's cache by object holds these payloads too: it forgets
+        # them with us, so that both stay within CACHE_BYTES.
+        _core._forget_functions()
     kept: Any = payload
     if size >= SHARED_PAYLOAD:
         kept = _core.SharedBuffer(size)
@@ -412,7 +409,7 @@ def _content_key(fn: Any) -> tuple[Any, Any, bool] | None:
         if not _constant((fn.args, *fn.keywords.values())):
             return None  # arguments that may change: by value, every time
         args = _pickle.dumps((fn.args, fn.keywords), 5)
-        if len(args) > KEEP_BY_OBJECT_BYTES:
+        if len(args) > PARTIAL_KEY_BYTES:
             return None  # keyed by value, a big argument would be pickled twice
         if importable_by_name(fn.func):
             inner: Any = ("name", id(fn.func))

@@ -83,10 +83,19 @@ def main_frame_code(invoke: Callable[[], None]) -> Any:
     """
     import warnings
 
+    # A float, not a str or a small int: the compiler always loads it from
+    # co_consts (3.15 has LOAD_COMMON_CONSTANT for '' and None, which the
+    # replacement below would not reach).
+    placeholder = 1.5e300
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "'str' object is not callable"
-        code = compile("''()", "<multigil>", "exec")
-    return code.replace(co_consts=tuple(invoke if c == "" else c for c in code.co_consts))
+        warnings.simplefilter("ignore")  # "'float' object is not callable"
+        code = compile(f"{placeholder!r}()", "<multigil>", "exec")
+    consts = tuple(invoke if type(c) is float and c == placeholder else c
+                   for c in code.co_consts)
+    if invoke not in consts:
+        raise RuntimeError("multigil: this Python compiles the main-frame code without "
+                           "constants; calls of eval, exec, globals, ... cannot get a frame")
+    return code.replace(co_consts=consts)
 
 
 def adopt_thread(name: str) -> None:

@@ -24,6 +24,18 @@ mg_remote(mg_state *st)
 #define FN_CACHE_MAX 4096
 #define FN_CACHE_BYTES ((Py_ssize_t)64 * 1024 * 1024)
 
+/* The cache dict in *slot, made if there is none.  Looked up again after
+ * any call into Python: that may have dropped the caches
+ * (_core._forget_functions, which _pickler calls when its own cache is full). */
+static PyObject *
+cache(PyObject **slot)
+{
+    if (*slot == NULL) {
+        *slot = PyDict_New();
+    }
+    return *slot;
+}
+
 /* Whether `fn`, kept by object with `guard` (_pickler.function_ref), would
  * still pickle to the same content:
  *   (code, defaults, kwdefaults): a function of __main__ without closure or
@@ -82,7 +94,7 @@ still_the_same(PyObject *fn, PyObject *guard)
 static PyObject *
 function_ref(mg_state *st, PyObject *fn)
 {
-    if (st->ref_by_fn == NULL && (st->ref_by_fn = PyDict_New()) == NULL) {
+    if (cache(&st->ref_by_fn) == NULL) {
         return NULL;
     }
     PyObject *ref = PyDict_GetItemWithError(st->ref_by_fn, fn);
@@ -116,15 +128,18 @@ function_ref(mg_state *st, PyObject *fn)
         kept = PyTuple_Pack(3, PyTuple_GET_ITEM(res, 1), PyTuple_GET_ITEM(res, 2), by_object);
     }
     Py_DECREF(res);
-    if (kept != NULL) {
-        if (PyDict_GET_SIZE(st->ref_by_fn) >= FN_CACHE_MAX) {
-            PyDict_Clear(st->ref_by_fn);
+    /* A strong reference: clearing it may run code that drops the caches. */
+    PyObject *by_fn = kept != NULL ? Py_XNewRef(cache(&st->ref_by_fn)) : NULL;
+    if (by_fn != NULL) {
+        if (PyDict_GET_SIZE(by_fn) >= FN_CACHE_MAX) {
+            PyDict_Clear(by_fn);
         }
-        if (PyDict_SetItem(st->ref_by_fn, fn, kept) < 0) {
+        if (PyDict_SetItem(by_fn, fn, kept) < 0) {
             PyErr_Clear();
         }
-        Py_DECREF(kept);
+        Py_DECREF(by_fn);
     }
+    Py_XDECREF(kept);
     if (ref != NULL) {
         PyErr_Clear();  /* a guard that could not be kept costs a call next time */
     }
@@ -137,7 +152,7 @@ function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
 {
     int cacheable = PyObject_IsTrue(token);
     if (cacheable) {
-        if (st->fn_by_token == NULL && (st->fn_by_token = PyDict_New()) == NULL) {
+        if (cache(&st->fn_by_token) == NULL) {
             return NULL;
         }
         PyObject *fn = PyDict_GetItemWithError(st->fn_by_token, token);
@@ -153,24 +168,30 @@ function_resolve(mg_state *st, PyObject *token, PyObject *pickled)
         return PyObject_GetAttr(PyTuple_GET_ITEM(pickled, 0), PyTuple_GET_ITEM(pickled, 1));
     }
     PyObject *fn = mg_pickle_loads(st, pickled);    /* bytes, or a SharedBuffer */
-    if (fn && cacheable) {
+    /* A strong reference: clearing it may run code that drops the caches. */
+    PyObject *by_token = fn && cacheable ? Py_XNewRef(cache(&st->fn_by_token)) : NULL;
+    if (fn && cacheable && by_token == NULL) {
+        PyErr_Clear();      /* not kept: rebuilt again next time */
+    }
+    else if (by_token != NULL) {
         /* What the kept functions hold is about what their pickles held. */
         Py_ssize_t size = PyObject_Length(pickled);
         if (size < 0) {
             PyErr_Clear();
             size = 0;
         }
-        if (PyDict_GET_SIZE(st->fn_by_token) >= FN_CACHE_MAX ||
+        if (PyDict_GET_SIZE(by_token) >= FN_CACHE_MAX ||
             st->fn_cache_bytes + size > FN_CACHE_BYTES) {
-            PyDict_Clear(st->fn_by_token);
+            PyDict_Clear(by_token);
             st->fn_cache_bytes = 0;
         }
         if (size <= FN_CACHE_BYTES) {
-            if (PyDict_SetItem(st->fn_by_token, token, fn) < 0) {
+            if (PyDict_SetItem(by_token, token, fn) < 0) {
                 Py_CLEAR(fn);
             }
             st->fn_cache_bytes += size;
         }
+        Py_DECREF(by_token);
     }
     return fn;
 }
