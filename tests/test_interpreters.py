@@ -558,6 +558,8 @@ def test_fork_with_live_interpreters_warns():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "parent ok"
     assert "RuntimeWarning" in proc.stderr and "forkserver" in proc.stderr
+    # ... and says that a default ProcessPoolExecutor forks, and what to do
+    assert "ProcessPoolExecutor" in proc.stderr and 'fallback="process"' in proc.stderr
 
 
 def test_cannot_close_current_or_main():

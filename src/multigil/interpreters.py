@@ -287,8 +287,12 @@ def _warn_before_fork() -> None:
 
         warnings.warn(
             f"fork() while {len(_owned)} multigil interpreter(s) exist: CPython's child "
-            "process hangs or crashes then. Close them first, or use the 'forkserver' "
-            "or 'spawn' start method of multiprocessing (multiprocessing.get_context).",
+            "process hangs or crashes then (Fatal Python error: PyThreadState_Get). That "
+            "includes a ProcessPoolExecutor or multiprocessing.Pool with the 'fork' start "
+            "method, the default on Linux before Python 3.14, made while a multigil pool "
+            "lives. Pass mp_context=multiprocessing.get_context('forkserver') (or "
+            "'spawn'), or let InterpreterPoolExecutor(fallback=\"process\") run the work "
+            "that needs processes; or close the interpreters first.",
             RuntimeWarning,
             stacklevel=2,
         )
