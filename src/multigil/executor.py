@@ -55,7 +55,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ._errors import TaskCancelled
-from ._executor import _chunks
+from ._executor import _chunks, _fallback
+from ._executor._fallback import PoolStats
 from ._executor._future import InterpreterFuture
 from ._executor._pool import BrokenInterpreterPool, _Pool, default_max_workers
 
@@ -64,6 +65,7 @@ __all__ = [
     "InterpreterFuture",
     "BrokenInterpreterPool",
     "TaskCancelled",
+    "PoolStats",
     "run",
     "default_pool",
 ]
@@ -104,6 +106,15 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         map chunk counts as one): a new one, or on 3.12 and 3.13, whose
         closed interpreters are never freed, the same one reset to its
         start-up state (docs/executor.md, "Fresh workers").  Default: never.
+    fallback
+        ``"process"``: a task whose function or arguments need a C extension
+        that refuses interpreters (numpy, ...) runs in a process instead
+        -- a forkserver ``ProcessPoolExecutor`` of ``max_workers`` processes,
+        made on first need -- with the same future.  Only a task that failed
+        before any of its code ran is run again; from then on, the tasks of
+        that function go straight to the processes (``future.ran_in``,
+        :meth:`stats`).  Default None: such a task fails with an error that
+        names the module.
 
     Functions and arguments cross interpreters natively or by pickle;
     lambdas, closures and functions of ``__main__`` travel by value
@@ -122,7 +133,8 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                  initializer: Callable[..., object] | str | None = None,
                  initargs: tuple[Any, ...] = (), *,
                  shared: Mapping[str, Any] | None = None,
-                 max_tasks_per_worker: int | None = None) -> None:
+                 max_tasks_per_worker: int | None = None,
+                 fallback: str | None = None) -> None:
         if max_workers is None:
             max_workers = default_max_workers()
         elif not isinstance(max_workers, int) or isinstance(max_workers, bool):
@@ -140,6 +152,8 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                 raise TypeError("max_tasks_per_worker must be an integer or None")
             if max_tasks_per_worker <= 0:
                 raise ValueError("max_tasks_per_worker must be >= 1")
+        if fallback is not None and fallback not in _fallback.KINDS:
+            raise ValueError(f"fallback must be None or 'process', not {fallback!r}")
         name = thread_name_prefix or f"InterpreterPoolExecutor-{next(_counter)}"
         # ThreadPoolExecutor.__init__ is not called: its queue and threads
         # are not used; these are its attributes that other code reads.
@@ -147,6 +161,9 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self._thread_name_prefix = name
         self._pool = _Pool(max_workers, name, initializer, tuple(initargs), shared,
                            max_tasks_per_worker or 0)
+        if fallback == "process":
+            self._pool.fallback = _fallback.Fallback(_fallback.Processes(
+                max_workers, initializer, tuple(initargs), self._pool.shared))
         # Dropping the executor shuts the pool down (the workers end once the
         # work already queued is done), as with the stdlib executors.
         fin = weakref.finalize(self, self._pool.shutdown, False)
@@ -175,6 +192,23 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     @property
     def _shutdown(self) -> bool:  # type: ignore[override]
         return self._pool.shutdown_flag
+
+    @property
+    def fallback(self) -> str | None:
+        """Where tasks that refuse interpreters run: ``'process'``, or None (they fail)."""
+        fallback = self._pool.fallback
+        return None if fallback is None else str(fallback.runner.kind)
+
+    def stats(self) -> PoolStats:
+        """Where the pool's tasks ran so far: ``interpreter`` and ``fallback``
+        count the tasks (map items) that ran in each, ``retried`` those of
+        them tried in an interpreter first, ``fallback_functions`` names the
+        functions whose tasks go straight to the fallback."""
+        p = self._pool
+        fallback = p.fallback
+        if fallback is None:
+            return PoolStats(p.ran, 0, 0, ())
+        return PoolStats(p.ran, fallback.done, fallback.retried, fallback.functions())
 
     # ---------------------------------------------------------- submitting --
 
@@ -361,24 +395,31 @@ async def _aiterate(run_factory: Callable[[Callable[[Any], object] | None], _chu
         run.stop()
 
 
-_default: InterpreterPoolExecutor | None = None
+_defaults: dict[str | None, InterpreterPoolExecutor] = {}
 _default_lock = threading.Lock()
 
 
-def default_pool() -> InterpreterPoolExecutor:
+def default_pool(fallback: str | None = None) -> InterpreterPoolExecutor:
     """The pool :func:`run` uses, created on first use with the default size
-    (one worker per CPU) and shut down at exit like every pool."""
-    global _default
+    (one worker per CPU) and shut down at exit like every pool; one for each
+    ``fallback`` (None or ``"process"``)."""
     with _default_lock:
-        pool = _default
+        pool = _defaults.get(fallback)
         if pool is None or pool._pool.shutdown_flag or pool._pool.broken:
-            pool = _default = InterpreterPoolExecutor(thread_name_prefix="multigil-default")
+            prefix = "multigil-default" if fallback is None else f"multigil-default-{fallback}"
+            pool = _defaults[fallback] = InterpreterPoolExecutor(
+                thread_name_prefix=prefix, fallback=fallback)
         return pool
 
 
-async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+async def run(fn: Callable[..., T], /, *args: Any, fallback: str | None = None,
+              **kwargs: Any) -> T:
     """``await multigil.run(fn, *args, **kwargs)``: run ``fn`` in an interpreter
-    of the default pool and return its result."""
-    result: T = await _await(default_pool().submit(fn, *args, **kwargs))
+    of the default pool and return its result.
+
+    ``fallback="process"``: in a pool whose fallback runs the tasks that
+    refuse interpreters in processes (``fallback`` is not passed on to ``fn``).
+    """
+    result: T = await _await(default_pool(fallback).submit(fn, *args, **kwargs))
     return result
 

@@ -9,11 +9,16 @@ those listed before it:
                    its pool gives it; the state changes the pool makes;
 * ``_watchdog`` -- deadlines: call a function at a time unless cancelled
                    (the pool's per-task timeouts);
+* ``_fallback_worker`` -- what runs a task in the fallback's processes (or
+                   threads), and how the main process stops it there;
 * ``_pool``     -- the executor's engine: the task records, worker threads,
                    the shared task queue, how an outcome completes a future,
                    stopping tasks, shutdown, broken pools, exit;
+* ``_fallback`` -- ``fallback="process"``: tasks that refuse interpreters
+                   run in a forkserver process pool instead;
 * ``_chunks``   -- ``map``: chunking, ordered and unordered results, progress.
 
 None of them is imported inside worker interpreters: a worker runs only the
-C core's loop and the user's functions.
+C core's loop and the user's functions.  ``_fallback_worker`` is imported in
+the fallback's processes.
 """

@@ -52,6 +52,16 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     _stop: Callable[[InterpreterFuture], bool] | None = None
     # Set by the pool before it completes a failed future: see `stage`.
     _mg_stage: str | None = None
+    # Set by the pool when the task starts: see `ran_in`.
+    _mg_ran_in: str | None = None
+
+    @property
+    def ran_in(self) -> str | None:
+        """Where the task ran: ``'interpreter'``, or ``'process'`` when the
+        pool's fallback ran it (``InterpreterPoolExecutor(fallback="process")``;
+        ``'thread'`` in a Dask worker, whose fallback runs tasks in threads).
+        None until it starts, and for a task that never started."""
+        return self._mg_ran_in
 
     @property
     def stage(self) -> str | None:

@@ -49,8 +49,8 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 from .. import _core, _pickler, _recycle, _remote, interpreters
-from .._errors import (ExecutionFailed, InterpreterError, NotShareableError, QueueClosed,
-                      exception_from)
+from .._errors import (ExecutionFailed, InterpreterError, InterpreterImportError,
+                      NotShareableError, QueueClosed, exception_from)
 from . import _watchdog
 from ._future import InterpreterFuture
 
@@ -89,7 +89,7 @@ class _Task:
     outcome reaches the future.  Only the pool reads and writes it."""
 
     __slots__ = ("tid", "future", "timeout", "chunk", "worker", "deadline", "stop",
-                 "started", "ended", "pickled", "stage")
+                 "started", "ended", "pickled", "stage", "call")
 
     def __init__(self, tid: int, future: InterpreterFuture, timeout: float | None,
                  chunk: int) -> None:
@@ -106,6 +106,9 @@ class _Task:
         # Where it failed, once its outcome came: 'function', 'arguments'
         # (NOT_STARTED: none of its code ran), 'call', 'result'; None: it did not.
         self.stage: str | None = None
+        # (fn, args, kwargs), kept for the pool's fallback, which may run
+        # the task again elsewhere; None in a pool without one.
+        self.call: tuple[Callable[..., Any], Any, dict[str, Any] | None] | None = None
 
     def timeout_error(self) -> TimeoutError:
         return TimeoutError(f"the task ran longer than its timeout ({self.timeout} s) "
@@ -144,8 +147,12 @@ def _failure(ok: bool | None, value: Any, stage: str | None) -> BaseException:
                               "in the main interpreter", value)
     exc = exception_from(value, cancelled=_interrupted())
     if stage == "arguments":
-        return _not_shareable("args not shareable: the task's arguments could not be "
-                              "rebuilt in the worker interpreter", exc)
+        err = _not_shareable("args not shareable: the task's arguments could not be "
+                             "rebuilt in the worker interpreter", exc)
+        if isinstance(exc, InterpreterImportError):
+            err.args = (f"{err}; InterpreterPoolExecutor(fallback=\"process\") runs such "
+                        "tasks in a process",)
+        return err
     if stage == "result":
         return _not_shareable("result not shareable: the task's result could not be sent "
                               "back from the worker interpreter", exc)
@@ -195,11 +202,17 @@ class _Slot:
         task = pool.pending.get(tid)
         if task is None:
             return False
+        if task.call is not None and pool.fallback.routes(*task.call):
+            # Queued before its function was found to refuse interpreters.
+            del pool.pending[tid]
+            pool.fallback.take(task)
+            return False
         task.worker = self.worker
         fut = task.future
         self.tid = tid
         fut._stop = self.stop
         if fut._mg_start():
+            fut._mg_ran_in = "interpreter"
             try:
                 if task.chunk:
                     task.started = time.perf_counter()
@@ -227,6 +240,10 @@ class _Slot:
             return
         if task.deadline is not None:
             task.deadline.cancel()
+        if (ok is False and stage in NOT_STARTED and task.call is not None
+                and task.stop is None and pool.fallback.retry(task, value, stage)):
+            return  # nothing of it ran: the fallback runs it
+        pool.ran += task.chunk or 1
         try:
             _complete(task, ok, value, stage)
         except BaseException as exc:  # never leave a future unfinished
@@ -238,6 +255,9 @@ class _Slot:
             self._serve()
         finally:
             self.ended.set()
+            pool = self.pool
+            if pool.fallback is not None and all(s.ended.is_set() for s in pool.slots):
+                pool.fallback.close()  # no task comes to it any more
 
     def _serve(self) -> None:
         pool = self.pool
@@ -348,6 +368,10 @@ class _Pool:
         self.idle = 0
         self.shutdown_flag = False
         self.broken: str | None = None
+        self.ran = 0  # tasks (map items) run by the workers
+        # Where tasks go that refuse interpreters (a _fallback.Fallback, which
+        # the executor sets), or None: those tasks fail.
+        self.fallback: Any = None
         with _global_lock:
             _live.add(self)
 
@@ -365,11 +389,16 @@ class _Pool:
     def submit(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
                timeout: float | None = None, chunk: int = 0) -> _Task:
         """Queue one task (chunk: a map chunk of that many argument tuples)."""
+        fallback = self.fallback
+        if fallback is not None and fallback.routes(fn, args, kwargs):
+            return self._to_fallback(fn, args, kwargs, timeout, chunk)
         fut = InterpreterFuture()
         with self.lock:
             self.check_open()
             tid = next(self.ids)
             task = _Task(tid, fut, timeout, chunk)
+            if fallback is not None:
+                task.call = (fn, args, kwargs)
             self.pending[tid] = task
             try:
                 task.pickled = _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
@@ -388,6 +417,16 @@ class _Pool:
                 del self.pending[tid]
                 raise
             self._adjust_workers(task)
+        return task
+
+    def _to_fallback(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
+                     timeout: float | None, chunk: int) -> _Task:
+        """A task the fallback runs without an attempt here (its function refuses)."""
+        with self.lock:
+            self.check_open()
+            task = _Task(next(self.ids), InterpreterFuture(), timeout, chunk)
+        task.call = (fn, args, kwargs)
+        self.fallback.take(task)
         return task
 
     def _adjust_workers(self, task: _Task) -> None:
@@ -498,6 +537,8 @@ class _Pool:
         for task in cancel:
             if task.future.cancel():
                 self.pending.pop(task.tid, None)
+        if self.fallback is not None:
+            self.fallback.shutdown(cancel_futures or interrupt, interrupt)
         if interrupt:
             self.interrupt_running()
         if wait:
@@ -520,6 +561,8 @@ class _Pool:
         for slot in list(self.slots):
             if slot.thread is not me:
                 slot.ended.wait()
+        if self.fallback is not None:
+            self.fallback.join()
 
 
 # ------------------------------------------------------------------- exit --
@@ -569,6 +612,7 @@ def _after_fork_in_child() -> None:
         pool.slots = []
         pool.idle = 0
         pool.pending.clear()
+        pool.fallback = None  # its processes are the parent's
 
 
 if hasattr(os, "register_at_fork"):
