@@ -146,6 +146,46 @@ def test_function_whose_module_refuses_interpreters_fails_cleanly(client):
     assert client.submit(numpy_user.total, [1, 2], key="numpy-user-plain").result(timeout=TIMEOUT) == 3
 
 
+def test_fallback_runs_refusing_tasks_in_the_worker_s_threads(client):
+    # A Dask worker process is daemonic and cannot start processes: with
+    # fallback="process" the tasks that refuse interpreters run in threads of
+    # the worker, as tasks without the annotation do.
+    import numpy as np
+    import numpy_user
+
+    client.register_plugin(InterpreterPoolPlugin(name="fallback", fallback="process"))
+    try:
+        with dask.annotate(executor="fallback"):
+            totals = client.map(numpy_user.total, [[i, 1] for i in range(6)],
+                                key=[f"fb-total-{i}" for i in range(6)])
+            sizes = client.map(len, [np.arange(i) for i in range(4)],
+                               key=[f"fb-len-{i}" for i in range(4)])
+            places = client.map(numpy_user.place, range(4), key=[f"fb-place-{i}" for i in range(4)])
+            pure = client.map(tasks.where, range(4), key=[f"fb-pure-{i}" for i in range(4)])
+            chained = dask.delayed(numpy_user.total)([dask.delayed(tasks.inc)(1), 5])
+            bad = client.submit(numpy_user.total, [1, "x"], key="fb-bad")
+            chained_total = dask.compute(chained, scheduler=client)[0]
+        assert client.gather(totals) == [1, 2, 3, 4, 5, 6]
+        assert client.gather(sizes) == [0, 1, 2, 3]
+        pids = worker_pids(client)
+        assert all(interp == 0 and pid in pids for pid, interp in client.gather(places))
+        assert all(interp != 0 for interp, _, _ in client.gather(pure))
+        assert chained_total == 7
+        with pytest.raises(TypeError, match="unsupported operand") as info:
+            bad.result(timeout=TIMEOUT)
+        assert "numpy_user.py" in info.value.__cause__.excinfo.errdisplay
+
+        def fallback_stats(dask_worker):  # type: ignore[no-untyped-def]
+            pool = dask_worker.executors["fallback"].pool
+            return pool.fallback, pool.stats().fallback
+
+        stats = client.run(fallback_stats).values()
+        assert {kind for kind, _ in stats} == {"thread"}
+        assert sum(n for _, n in stats) == 6 + 4 + 4 + 1 + 1
+    finally:
+        client.unregister_worker_plugin("multigil-interpreters-fallback")
+
+
 def test_lambdas_and_closures_from_the_client(client):
     offset = 100
     with annotated():

@@ -174,6 +174,29 @@ def test_function_whose_module_refuses_interpreters_fails_cleanly():
     assert run(2, (delayed(tasks.square)(i) for i in range(4))) == [0, 1, 4, 9]
 
 
+def test_fallback_runs_refusing_calls_in_processes():
+    # parallel_config passes fallback="process" on to the pool: batches that
+    # need numpy (their function or their arguments) run in its processes,
+    # the others in interpreters, with results, order and errors as ever.
+    import numpy as np
+    import numpy_user
+
+    with parallel_config(backend="multigil", fallback="process"):
+        assert Parallel(n_jobs=2)(delayed(numpy_user.total)([i, 1]) for i in range(10)) == \
+            list(range(1, 11))
+        assert Parallel(n_jobs=2)(delayed(len)(np.arange(i)) for i in range(6)) == list(range(6))
+        places = Parallel(n_jobs=2)(delayed(numpy_user.place)(i) for i in range(4))
+        assert all(pid != os.getpid() and interp == 0 for pid, interp in places)
+        assert all(interp != 0 for interp, _, _ in
+                   Parallel(n_jobs=2)(delayed(tasks.where)(i) for i in range(4)))
+        unordered = Parallel(n_jobs=2, return_as="generator_unordered")(
+            delayed(numpy_user.total)([i]) for i in range(8))
+        assert sorted(unordered) == list(range(8))
+        with pytest.raises(TypeError, match="unsupported operand") as info:
+            Parallel(n_jobs=2)(delayed(numpy_user.total)([i, "x"]) for i in range(4))
+        assert "numpy_user.py" in info.value.__cause__.excinfo.errdisplay
+
+
 def test_argument_that_cannot_cross():
     lock = threading.Lock()
     with pytest.raises(multigil.NotShareableError, match="lock"):

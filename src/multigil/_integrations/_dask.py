@@ -32,6 +32,7 @@ from distributed import worker as _worker_module
 from distributed.core import Status
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .._executor import _fallback
 from ..executor import InterpreterPoolExecutor
 from . import _calls, _dask_plan
 from ._dask_profiler import stop_profiler
@@ -64,10 +65,15 @@ class InterpreterTaskExecutor(cf.Executor):
     worker.  Other callables submitted to it run in an interpreter as they are.
 
     ``pool_options`` are passed to :class:`multigil.InterpreterPoolExecutor`
-    unchanged (``initializer``, ``shared``, ``max_tasks_per_worker``, ...).
+    unchanged (``initializer``, ``shared``, ``max_tasks_per_worker``, ...),
+    but for ``fallback="process"``: a task that refuses interpreters (its
+    function or data need numpy, ...) then runs in a thread of the worker, as
+    a task without the annotation does -- a Dask worker process is daemonic
+    and may not start processes of its own.
     """
 
-    def __init__(self, max_workers: int | None = None, **pool_options: Any) -> None:
+    def __init__(self, max_workers: int | None = None, *, fallback: str | None = None,
+                 **pool_options: Any) -> None:
         # What Dask's worker submits for a task (see the module docstring).
         run_task = getattr(_worker_module, "_run_task_simple", None)
         if run_task is None:
@@ -79,7 +85,13 @@ class InterpreterTaskExecutor(cf.Executor):
                 "version lacks; install distributed 2025.1 to 2026.x "
                 "(pip install 'multigil[dask]')")
         self._run_task: Callable[..., Any] = run_task
+        if fallback is not None and fallback not in _fallback.KINDS:
+            raise ValueError(f"fallback must be None or 'process', not {fallback!r}")
         self._pool = InterpreterPoolExecutor(max_workers, **pool_options)
+        if fallback is not None:
+            pool = self._pool
+            pool._pool.fallback = _fallback.Fallback(
+                _fallback.Threads(pool.max_workers, f"{pool._pool.name}-fallback"))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._pool!r}>"
