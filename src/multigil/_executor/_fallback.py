@@ -138,6 +138,9 @@ class _Runner:
         """What stands for `fn` in :meth:`submit` (computed once a function)."""
         return fn
 
+    def ready(self) -> None:
+        """Get ready to take tasks at exit (the pool's workers start)."""
+
     def submit(self, task: _Task, payload: Any, args: Any,
                kwargs: dict[str, Any] | None) -> Future[Any]:
         """Start `task`; the future's result is ``_fallback_worker.run``'s."""
@@ -197,6 +200,26 @@ class Processes(_Runner):
                     self.workers, (shared, initializer, initargs))
             assert self.board is not None
             return self.executor, self.board
+
+    def ready(self) -> None:
+        # Python 3.12 starts no thread at exit, and a process pool needs two:
+        # its manager thread, and its call queue's feeder thread.  A task that
+        # the workers hand over while the program exits (one submitted just
+        # before) would wait for ever.  There, make the process pool and start
+        # both threads now (no process starts until a task comes), as its
+        # first submit() would; 3.13+ start them at exit all right.
+        if sys.version_info >= (3, 13):
+            return
+        executor, _ = self._executor()
+        start = getattr(executor, "_start_executor_manager_thread", None)
+        queue: Any = getattr(executor, "_call_queue", None)
+        if start is None or not hasattr(queue, "_start_thread"):
+            return
+        with executor._shutdown_lock:
+            start()
+        with queue._notempty:
+            if queue._thread is None:
+                queue._start_thread()
 
     def submit(self, task: _Task, payload: Any, args: Any,
                kwargs: dict[str, Any] | None) -> Future[Any]:
@@ -356,6 +379,15 @@ class Fallback:
         self.retried = 0
         self.closing = False                      # the pool's workers have ended
         self.closed = threading.Event()           # ... and so has every task here
+
+    def ready(self) -> None:
+        """The pool's workers start: get the runner ready for tasks at exit
+        (a failure here shows when a task needs the runner)."""
+        try:
+            self.runner.ready()
+        except Exception:
+            LOGGER.debug("multigil: the %s fallback could not get ready", self.runner.kind,
+                         exc_info=True)
 
     # ------------------------------------------------------- decisions --
 

@@ -459,6 +459,8 @@ class _Pool:
                 self._start_worker()
 
     def _start_worker(self) -> None:
+        if self.fallback is not None and not self.slots:
+            self.fallback.ready()  # the workers may hand it tasks at exit
         slot = _Slot(self)
         t = threading.Thread(target=slot.main, name=f"{self.name}_{len(self.slots)}")
         slot.thread = t
