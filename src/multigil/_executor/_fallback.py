@@ -27,8 +27,9 @@ most ``runner.limit`` of them at a time to its *runner* -- a forkserver (or
 spawn) ``ProcessPoolExecutor`` made on first need (:class:`Processes`), or
 threads of this process (:class:`Threads`, for Dask's worker processes, which
 cannot start processes).  A future goes from PENDING to RUNNING when its task
-is handed over, as a ``ProcessPoolExecutor``'s future does when its task
-enters the call queue, so ``cancel()`` keeps the standard library's meaning;
+enters the process pool's call queue, as that pool's own future does
+(:class:`_WorkItems`; with threads: when it is handed over, to a free
+thread), so ``cancel()`` keeps the standard library's meaning;
 ``cancel(interrupt=True)`` and timeouts stop a task in its process
 (``_fallback_worker``).  Outcomes come back in the shape a worker interpreter
 reports them and complete the future through the pool's own ``_complete``.
@@ -133,6 +134,9 @@ class _Runner:
     kind = ""
     #: Tasks handed over at a time.
     limit = 1
+    #: Whether the runner marks a future RUNNING itself, when the task really
+    #: starts; else the fallback does when it hands the task over.
+    starts_tasks = False
 
     def payload(self, fn: Any) -> Any:
         """What stands for `fn` in :meth:`submit` (computed once a function)."""
@@ -165,19 +169,24 @@ class Processes(_Runner):
     stopped (:class:`_fallback_worker.Board`)."""
 
     kind = "process"
+    # Every task is handed over at once, by the thread that submits it (a
+    # process pool's submit() is costly: done in its manager thread, as
+    # tasks complete, it would slow every task down), and its future
+    # becomes RUNNING when the process pool moves it to its call queue,
+    # where the pool's own future would (:class:`_WorkItems`).
+    limit = sys.maxsize
+    starts_tasks = True
 
     def __init__(self, workers: int, initializer: Any, initargs: tuple[Any, ...],
                  shared: dict[str, Any] | None) -> None:
         self.workers = workers
-        # As many as the process pool's own call queue holds: its processes
-        # never wait for the next task, and a task handed over starts as
-        # soon as a process is free.
-        self.limit = workers + 1
         self.setup = (shared, initializer, initargs)
         _register_exit_hook()
         self.lock = threading.Lock()
         self.executor: Any = None
         self.board: _fallback_worker.Board | None = None
+        # task id -> its future, from submit() until the process pool takes it
+        self.futures: dict[int, InterpreterFuture] = {}
 
     def payload(self, fn: Any) -> Any:
         # By name where the process finds it -- a function of the script
@@ -198,6 +207,11 @@ class Processes(_Runner):
                     initializer = self.payload(initializer)
                 self.executor, self.board = _start_processes(
                     self.workers, (shared, initializer, initargs))
+                # The executor's table, and its call queue's (which fails the
+                # items whose arguments do not pickle).
+                items = _WorkItems(self.futures)
+                self.executor._pending_work_items = items
+                self.executor._call_queue.pending_work_items = items
             assert self.board is not None
             return self.executor, self.board
 
@@ -225,12 +239,16 @@ class Processes(_Runner):
                kwargs: dict[str, Any] | None) -> Future[Any]:
         call = (_fallback_worker.run, task.tid, payload, args, kwargs, task.chunk)
         executor, _ = self._executor()
+        self.futures[task.tid] = task.future
         try:
-            fut: Future[Any] = executor.submit(*call)
-        except BrokenExecutor:  # BrokenProcessPool
-            # It broke since it was last used (a process died): a fresh one.
-            executor, _ = self._executor()
-            fut = executor.submit(*call)
+            try:
+                fut: Future[Any] = executor.submit(*call)
+            except BrokenExecutor:  # BrokenProcessPool
+                # It broke since it was last used (a process died): a fresh one.
+                executor, _ = self._executor()
+                fut = executor.submit(*call)
+        finally:
+            self.futures.pop(task.tid, None)
         return fut
 
     def stop(self, tid: int) -> None:
@@ -253,6 +271,38 @@ class Processes(_Runner):
             executor = self.executor
         if executor is not None:
             executor.shutdown(wait=wait)
+
+
+class _WorkItems(dict):  # type: ignore[type-arg]
+    """A process pool's table of queued work items
+    (``ProcessPoolExecutor._pending_work_items``, which its call queue shares;
+    CPython 3.8 to 3.15 fill it in submit() before the manager thread can see
+    the item).  The future of
+    each item our submit() sends gets a ``set_running_or_notify_cancel`` --
+    what the manager thread calls when it moves the item to the call queue --
+    that starts the task's own future first: a task cancelled until then
+    never runs, one started cannot be cancelled without ``interrupt``, as in
+    the process pool itself."""
+
+    def __init__(self, futures: dict[int, InterpreterFuture]) -> None:
+        super().__init__()
+        self.futures = futures
+
+    def __setitem__(self, key: Any, item: Any) -> None:
+        fut = self.futures.pop(item.args[0], None)  # run(tid, ...)
+        if fut is not None:
+            item.future.set_running_or_notify_cancel = partial(_start, fut, item.future)
+        super().__setitem__(key, item)
+
+
+def _start(fut: InterpreterFuture, inner: Future[Any]) -> bool:
+    """The task's future goes RUNNING with the process pool's (`inner`), or
+    the process pool skips it if the task was cancelled or stopped."""
+    if fut._mg_start():
+        fut._mg_ran_in = "process"
+    else:
+        inner.cancel()
+    return Future.set_running_or_notify_cancel(inner)
 
 
 def _in_main_script(fn: Any) -> bool:
@@ -451,6 +501,7 @@ class Fallback:
     def take(self, task: _Task) -> None:
         """Run `task` here (its future PENDING, or RUNNING after a worker's attempt)."""
         task.future._stop = self._stop_of
+        task.future._mg_spin = False
         with self.lock:
             self.waiting.append(task)
             self.live[task.future] = task
@@ -465,11 +516,13 @@ class Fallback:
                     break
                 task = self.waiting.popleft()
                 fut = task.future
-                if task.stop is not None or not (fut.running() or fut._mg_start()):
+                if task.stop is not None or (fut.done() if runner.starts_tasks else
+                                             not (fut.running() or fut._mg_start())):
                     del self.live[fut]  # stopped, or cancelled while it waited
                     continue
                 self.handed += 1
-            fut._mg_ran_in = runner.kind
+            if not runner.starts_tasks:
+                fut._mg_ran_in = runner.kind
             assert task.call is not None
             fn, args, kwargs = task.call
             try:
@@ -488,18 +541,19 @@ class Fallback:
             rfut.add_done_callback(partial(self._done, task))
         self._close_if_idle()
 
-    def _finish(self, task: _Task) -> None:
+    def _finish(self, task: _Task, ran: bool = True) -> None:
         with self.lock:
             self.handed -= 1
             self.live.pop(task.future, None)
-            self.done += task.chunk or 1
+            if ran:
+                self.done += task.chunk or 1
         if task.deadline is not None:
             task.deadline.cancel()
 
     def _done(self, task: _Task, rfut: Future[Any]) -> None:
         """The runner's outcome of `task` (in its thread: for a process pool,
         its manager thread)."""
-        self._finish(task)
+        self._finish(task, ran=not rfut.cancelled())
         _completing.active = True
         try:
             self._complete(task, rfut)
@@ -510,6 +564,8 @@ class Fallback:
         self._dispatch()
 
     def _complete(self, task: _Task, rfut: Future[Any]) -> None:
+        if rfut.cancelled():
+            return  # by _start: the task's own future is done already
         try:
             ok, value, stage = rfut.result()
         except BaseException as exc:

@@ -54,6 +54,9 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
     _mg_stage: str | None = None
     # Set by the pool when the task starts: see `ran_in`.
     _mg_ran_in: str | None = None
+    # False for a task that the pool's fallback runs: no worker of the C core
+    # completes it, so result() has nothing to spin for.
+    _mg_spin = True
 
     @property
     def ran_in(self) -> str | None:
@@ -112,7 +115,7 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         return stop(self) or self.cancelled()
 
     def result(self, timeout: float | None = None) -> Any:
-        if self._state in (PENDING, RUNNING) and timeout != 0:
+        if self._state in (PENDING, RUNNING) and timeout != 0 and self._mg_spin:
             self._spin()
         if self._state == FINISHED and self._exception is None:
             # Written before _state, by a thread holding this interpreter's
@@ -121,7 +124,7 @@ class InterpreterFuture(Future):  # type: ignore[type-arg]
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state in (PENDING, RUNNING) and timeout != 0:
+        if self._state in (PENDING, RUNNING) and timeout != 0 and self._mg_spin:
             self._spin()
         return super().exception(timeout)
 
