@@ -22,11 +22,11 @@ rebuilt, all of its tasks go to the fallback; when its arguments could not
 (they would be pickled): ``len(array)`` goes, ``len([1, 2])`` still runs in
 an interpreter.
 
-The fallback keeps the tasks it was given in a queue of its own and hands at
-most ``runner.limit`` of them at a time to its *runner* -- a forkserver (or
-spawn) ``ProcessPoolExecutor`` made on first need (:class:`Processes`), or
-threads of this process (:class:`Threads`, for Dask's worker processes, which
-cannot start processes).  A future goes from PENDING to RUNNING when its task
+The fallback hands the tasks it was given to its *runner* -- a forkserver
+(or spawn) ``ProcessPoolExecutor`` made on first need (:class:`Processes`),
+which takes each at once, or threads of this process (:class:`Threads`, for
+Dask's worker processes, which cannot start processes), which take one per
+free thread while the others wait in the fallback's own queue.  A future goes from PENDING to RUNNING when its task
 enters the process pool's call queue, as that pool's own future does
 (:class:`_WorkItems`; with threads: when it is handed over, to a free
 thread), so ``cancel()`` keeps the standard library's meaning;
@@ -500,11 +500,20 @@ class Fallback:
 
     def take(self, task: _Task) -> None:
         """Run `task` here (its future PENDING, or RUNNING after a worker's attempt)."""
-        task.future._stop = self._stop_of
-        task.future._mg_spin = False
+        fut = task.future
+        fut._stop = self._stop_of
+        fut._mg_spin = False
+        if self.runner.starts_tasks:  # it takes every task at once
+            with self.lock:
+                if fut.done():
+                    return  # cancelled meanwhile
+                self.live[fut] = task
+                self.handed += 1
+            self._hand(task)
+            return
         with self.lock:
             self.waiting.append(task)
-            self.live[task.future] = task
+            self.live[fut] = task
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -516,30 +525,33 @@ class Fallback:
                     break
                 task = self.waiting.popleft()
                 fut = task.future
-                if task.stop is not None or (fut.done() if runner.starts_tasks else
-                                             not (fut.running() or fut._mg_start())):
+                if task.stop is not None or not (fut.running() or fut._mg_start()):
                     del self.live[fut]  # stopped, or cancelled while it waited
                     continue
                 self.handed += 1
-            if not runner.starts_tasks:
-                fut._mg_ran_in = runner.kind
-            assert task.call is not None
-            fn, args, kwargs = task.call
-            try:
-                if task.chunk:
-                    task.started = time.perf_counter()
-                if task.timeout is not None:
-                    task.deadline = _watchdog.watch(time.monotonic() + task.timeout,
-                                                    partial(self._check_deadline, task))
-                rfut = runner.submit(task, self._payload(fn), args, kwargs)
-            except BaseException as exc:  # never leave the future pending
-                self._finish(task)
-                err = RuntimeError(f"the {runner.kind} fallback could not run the task: {exc}")
-                err.__cause__ = exc
-                fut._mg_complete(exc=err)
-                continue
-            rfut.add_done_callback(partial(self._done, task))
+            fut._mg_ran_in = runner.kind
+            self._hand(task)
         self._close_if_idle()
+
+    def _hand(self, task: _Task) -> None:
+        """Give `task` (counted in `handed`) to the runner."""
+        runner = self.runner
+        assert task.call is not None
+        fn, args, kwargs = task.call
+        try:
+            if task.chunk:
+                task.started = time.perf_counter()
+            if task.timeout is not None:
+                task.deadline = _watchdog.watch(time.monotonic() + task.timeout,
+                                                partial(self._check_deadline, task))
+            rfut = runner.submit(task, self._payload(fn), args, kwargs)
+        except BaseException as exc:  # never leave the future pending
+            self._finish(task)
+            err = RuntimeError(f"the {runner.kind} fallback could not run the task: {exc}")
+            err.__cause__ = exc
+            task.future._mg_complete(exc=err)
+            return
+        rfut.add_done_callback(partial(self._done, task))
 
     def _finish(self, task: _Task, ran: bool = True) -> None:
         with self.lock:
@@ -561,7 +573,10 @@ class Fallback:
             task.future._mg_complete(exc=exc)
         finally:
             _completing.active = False
-        self._dispatch()
+        if self.waiting:
+            self._dispatch()
+        else:
+            self._close_if_idle()
 
     def _complete(self, task: _Task, rfut: Future[Any]) -> None:
         if rfut.cancelled():
