@@ -13,3 +13,8 @@ def finish(results: dict[str, Any], text: str, json_path: str | None) -> int:
         with open(json_path, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def verdict(ok: bool, text: str) -> str:
+    """One line of a report's targets: ``  [ok] text`` or ``  [MISS] text``."""
+    return f"  [{'ok' if ok else 'MISS'}] {text}"
