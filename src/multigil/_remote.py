@@ -26,6 +26,28 @@ if TYPE_CHECKING:
 __all__ = ["function_ref", "capture", "main_frame_code", "adopt_thread", "release_thread"]
 
 
+def _attempt(make: Callable[[], Any], default: Any) -> Any:
+    """``make()``, or `default` if it raises anything at all: the exception
+    being described may be hostile (its ``__str__`` raising SystemExit, ...),
+    and must not hide itself."""
+    try:
+        return make()
+    except BaseException:  # noqa: BLE001 - see the docstring
+        return default
+
+
+def _display(exc: BaseException, header: str) -> str | None:
+    """The traceback, formatted; if the exception defeats ``traceback``, its
+    frames alone under `header`."""
+    import traceback
+
+    text = _attempt(lambda: "".join(traceback.format_exception(exc)), None)
+    if isinstance(text, str):
+        return text
+    frames = _attempt(lambda: "".join(traceback.format_tb(exc.__traceback__)), "")
+    return f"Traceback (most recent call last):\n{frames}{header}\n"
+
+
 def capture(exc: BaseException) -> tuple[Any, ...]:
     """Describe ``exc`` as plain data:
     ``(name, qualname, module, msg, traceback, pickled, state)``.
@@ -34,27 +56,23 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
     for an ``Exception``, is its ``args`` and attributes pickled, from which
     the receiver rebuilds an instance of the class when unpickling fails (an
     ``__init__`` whose arguments are not ``args``), or why they cannot be
-    pickled (a str).
+    pickled (a str).  Never fails, whatever the exception does when asked
+    for its text, its traceback or its pickle.
     """
-    import traceback
-
     tp = type(exc)
-    try:
-        msg = str(exc)
-    except Exception:  # a broken __str__ must not hide the error itself
-        msg = f"<unprintable {tp.__name__}>"
-    try:
-        display = "".join(traceback.format_exception(exc))
-    except Exception:
-        display = None
+    # Read through `type` itself: a metaclass cannot make these lie or raise.
+    name = type.__dict__["__name__"].__get__(tp)
+    qualname = type.__dict__["__qualname__"].__get__(tp)
+    module = _attempt(lambda: str(type.__dict__["__module__"].__get__(tp)), "builtins")
+    msg = _attempt(lambda: str(exc), None)
+    if not isinstance(msg, str):
+        msg = f"<unprintable {name}>"
+    display = _display(exc, f"{name}: {msg}" if msg else name)
     pickled = state = None
     if isinstance(exc, Exception):
-        try:
-            pickled = _pickle.dumps(exc, 5)
-        except Exception:
-            pickled = None
-        state = _state(exc)
-    return (tp.__name__, tp.__qualname__, tp.__module__, msg, display, pickled, state)
+        pickled = _attempt(lambda: _pickle.dumps(exc, 5), None)
+        state = _attempt(lambda: _state(exc), "its args or attributes cannot be described")
+    return (name, qualname, module, msg, display, pickled, state)
 
 
 def _state(exc: Exception) -> bytes | str:
