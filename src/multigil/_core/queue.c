@@ -58,7 +58,12 @@ slot_set_ptr(mg_queue_item *s, unsigned char kind, void *p)
 {
     s->len = kind;
     memcpy(s->data, &p, sizeof(p));
+    s->data[sizeof(p)] = 0;
 }
+
+/* A SLOT_BLOB or SLOT_ITEM slot flags, after its pointer, whether the value
+ * holds a queue (queues_of() finds cycles through those). */
+#define SLOT_HOLDS_QUEUE(s) ((s)->data[sizeof(void *)])
 
 static inline void *
 slot_ptr(const mg_queue_item *s)
@@ -168,6 +173,7 @@ mg_queue_item_clear(mg_queue_item *s)
 struct mg_queue {
     mg_shared head;
     pthread_mutex_t mu;         /* guards every field below */
+    size_t holding_queues;      /* items that hold a queue (SLOT_HOLDS_QUEUE) */
     pthread_cond_t not_empty;   /* getters sleep here */
     pthread_cond_t not_full;    /* putters sleep here (bounded queues) */
     int n_getters, n_putters;   /* sleepers on each condvar */
@@ -324,6 +330,9 @@ put_attempt(void *arg)
     }
     q->ring[(q->first + q->count) % q->cap] = a->slot;
     q->count++;
+    if (a->slot.len == SLOT_BLOB || a->slot.len == SLOT_ITEM) {
+        q->holding_queues += SLOT_HOLDS_QUEUE(&a->slot);
+    }
     if (q->n_getters > 0) {
         pthread_cond_signal(&q->not_empty);
     }
@@ -341,6 +350,9 @@ get_attempt(void *arg)
     a->slot = q->ring[q->first];
     q->first = (q->first + 1) % q->cap;
     q->count--;
+    if (a->slot.len == SLOT_BLOB || a->slot.len == SLOT_ITEM) {
+        q->holding_queues -= SLOT_HOLDS_QUEUE(&a->slot);
+    }
     if (q->count == 0) {
         q->first = 0;
         if (q->cap > RING_KEEP) {
@@ -353,6 +365,143 @@ get_attempt(void *arg)
         pthread_cond_signal(&q->not_full);
     }
     return Q_DONE;
+}
+
+/*************************************************************************
+ * Queues holding queues                                                 *
+ *************************************************************************/
+/* A queue is freed when its last reference goes, and the items it holds keep
+ * references of their own: a queue that holds itself, or queues that hold
+ * each other, would never be freed, with everything queued in them.  So put()
+ * refuses an item through which the queue would reach itself. */
+
+static int
+is_queue(const mg_shared *h)
+{
+    return h->kind == &queue_kind;
+}
+
+/* The handles of what slot `s` holds. */
+static mg_shared *const *
+slot_handles(const mg_queue_item *s, size_t *n)
+{
+    if (s->len == SLOT_BLOB) {
+        const mg_blob *b = slot_ptr(s);
+        *n = b->nhandles;
+        return b->handles;
+    }
+    if (s->len == SLOT_ITEM) {
+        qitem *it = slot_ptr(s);
+        *n = it->nhandles;
+        return ITEM_HANDLES(it);
+    }
+    *n = 0;
+    return NULL;
+}
+
+/* A growing list of queues, one reference each. */
+typedef struct {
+    mg_queue **items;
+    size_t n, cap;
+    int failed;                 /* no memory */
+} queue_list;
+
+static int
+queue_list_has(const queue_list *l, const mg_queue *q)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->items[i] == q) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+queue_list_add_handles(queue_list *l, mg_shared *const *handles, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mg_queue *q = (mg_queue *)handles[i];
+        if (!is_queue(handles[i]) || queue_list_has(l, q)) {
+            continue;
+        }
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? 2 * l->cap : 8;
+            mg_queue **grown = PyMem_RawRealloc(l->items, cap * sizeof(*grown));
+            if (grown == NULL) {
+                l->failed = 1;
+                return;
+            }
+            l->items = grown;
+            l->cap = cap;
+        }
+        mg_shared_incref(&q->head);
+        l->items[l->n++] = q;
+    }
+}
+
+/* 1 if `target` is reachable from the queues among `handles` (through what
+ * they hold, and so on), else 0; -1 without memory.  Locks one queue at a
+ * time; needs no GIL. */
+static int
+reaches(const mg_queue *target, mg_shared *const *handles, size_t n)
+{
+    queue_list seen = {NULL, 0, 0, 0};
+    int found = 0;
+    queue_list_add_handles(&seen, handles, n);
+    for (size_t i = 0; i < seen.n && !found && !seen.failed; i++) {
+        mg_queue *q = seen.items[i];
+        if (q == target) {
+            found = 1;
+            break;
+        }
+        pthread_mutex_lock(&q->mu);
+        for (size_t k = 0; k < q->count && q->holding_queues > 0 && !seen.failed; k++) {
+            const mg_queue_item *s = &q->ring[(q->first + k) % q->cap];
+            size_t nh;
+            mg_shared *const *hs = slot_handles(s, &nh);
+            if (hs != NULL && SLOT_HOLDS_QUEUE(s)) {
+                queue_list_add_handles(&seen, hs, nh);
+            }
+        }
+        pthread_mutex_unlock(&q->mu);
+    }
+    for (size_t i = 0; i < seen.n; i++) {
+        mg_shared_decref(&seen.items[i]->head);
+    }
+    PyMem_RawFree(seen.items);
+    return seen.failed && !found ? -1 : found;
+}
+
+/* Before `slot` is appended to `q`: flag it if it holds a queue, and refuse
+ * it (-1 with ValueError, or MemoryError) if `q` would then hold itself. */
+static int
+check_holds(mg_queue *q, mg_queue_item *slot)
+{
+    size_t n;
+    mg_shared *const *handles = slot_handles(slot, &n);
+    int holds = 0;
+    for (size_t i = 0; i < n && !holds; i++) {
+        holds = is_queue(handles[i]);
+    }
+    if (!holds) {
+        return 0;
+    }
+    SLOT_HOLDS_QUEUE(slot) = 1;
+    switch (reaches(q, handles, n)) {
+    case 0:
+        return 0;
+    case 1:
+        PyErr_Format(PyExc_ValueError,
+                     "queue %lld cannot hold this item: it holds queue %lld itself, or a "
+                     "queue that (through what is queued in it) does, and queues that hold "
+                     "each other are never freed; send something else, or take the inner "
+                     "queue's items out first", (long long)q->head.id, (long long)q->head.id);
+        return -1;
+    default:
+        PyErr_NoMemory();
+        return -1;
+    }
 }
 
 /*************************************************************************
@@ -405,7 +554,8 @@ mg_queue_put(mg_queue *q, mg_blob *b, int64_t deadline)
     if (slot_store(&slot, b) < 0) {
         return MG_QUEUE_ERROR;
     }
-    mg_queue_status rc = queue_append(q, &slot, deadline);
+    mg_queue_status rc = check_holds(q, &slot) < 0 ? MG_QUEUE_ERROR
+                                                    : queue_append(q, &slot, deadline);
     if (rc != MG_QUEUE_OK) {
         mg_queue_item_clear(&slot);
     }
@@ -471,7 +621,8 @@ mg_queue_put_blob(mg_queue *q, mg_blob *b, int64_t deadline)
     else {
         slot_set_ptr(&slot, SLOT_BLOB, b);
     }
-    mg_queue_status rc = queue_append(q, &slot, deadline);
+    mg_queue_status rc = check_holds(q, &slot) < 0 ? MG_QUEUE_ERROR
+                                                    : queue_append(q, &slot, deadline);
     if (rc == MG_QUEUE_OK && small) {
         mg_blob_free(b);        /* taken: the slot holds a copy */
     }
