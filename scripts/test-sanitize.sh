@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # The test files that exercise the C core directly.
-SANITIZE_TEST_GLOBS=${SANITIZE_TEST_GLOBS:-"tests/test_core*.py tests/test_interpreters*.py tests/test_xidata*.py tests/test_queue*.py tests/test_sync*.py tests/test_shm*.py tests/test_executor_data.py tests/test_executor_recycle.py tests/test_executor_spin.py"}
+SANITIZE_TEST_GLOBS=${SANITIZE_TEST_GLOBS:-"tests/test_core*.py tests/test_interpreters*.py tests/test_xidata*.py tests/test_queue*.py tests/test_sync*.py tests/test_shm*.py tests/test_executor_data.py tests/test_executor_recycle.py tests/test_executor_spin.py tests/test_reliability*.py"}
 
 export VENV=${VENV:-.venv-asan}
 export MULTIGIL_SANITIZE=1

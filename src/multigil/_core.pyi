@@ -34,8 +34,28 @@ ENCODE_LEND: Final = 2
 def create(bootstrap: str, /) -> int:
     """Create an isolated interpreter with its own GIL, run ``bootstrap`` in it, return its id."""
 
-def destroy(id: int, /) -> None:
-    """Close the interpreter ``id`` (created by multigil)."""
+def destroy(
+    id: int,
+    /,
+    timeout: float | None = 0.0,
+    *,
+    wait_callers: bool = False,
+    interrupt: bool = False,
+    abandon_exports: bool = False,
+) -> None:
+    """Close the interpreter ``id`` (created by multigil); threads it started are
+    waited for ``timeout`` seconds, and with ``wait_callers`` calls made into it
+    too; ``interrupt`` raises SystemExit in them first; ``abandon_exports`` ends
+    it although it lends buffers.  InterpreterError names what still runs."""
+
+def is_running(id: int, /) -> bool:
+    """Whether some thread runs in interpreter ``id``: a call, or a thread it started."""
+
+def current_frames() -> dict[int, Any]:
+    """``sys._current_frames()`` for the current interpreter's threads only (installed as it)."""
+
+def current_exceptions() -> dict[int, BaseException | None]:
+    """``sys._current_exceptions()`` for the current interpreter's threads only."""
 
 def call(
     id: int,

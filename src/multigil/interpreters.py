@@ -129,23 +129,32 @@ class Interpreter:
         return self._whence
 
     def is_running(self) -> bool:
-        """Whether some thread is running code in it right now."""
+        """Whether some thread is running code in it right now: a call made
+        from another thread, or a thread the interpreter started itself."""
         status = _core.status(self._id)
         if status is None:
             raise InterpreterNotFoundError(f"interpreter {self._id} was closed")
         busy: int = status[1]
-        if self._id == _core.get_current():
+        if self._id == _core.get_current() or busy > 0:
             return True
-        return busy > 0
+        if self._whence != "C-API":
+            return False  # multigil does not enter interpreters it did not create
+        return bool(_core.is_running(self._id))
 
-    def close(self) -> None:
+    def close(self, *, timeout: float | None = 10.0) -> None:
         """Finalise and destroy the interpreter.
 
+        Threads the interpreter started itself (``threading.Thread``,
+        ``_thread.start_new_thread``) are waited for, at most `timeout`
+        seconds (None: without limit).
+
         Raises :class:`InterpreterError` if a thread is running in it (close it
-        after that call returns), and :class:`InterpreterNotFoundError` if it
-        was already closed.
+        after that call returns), if threads it started still run after
+        `timeout` (the message names them; end them first), or if it lends
+        buffers to other interpreters; and :class:`InterpreterNotFoundError`
+        if it was already closed.
         """
-        _core.destroy(self._id)
+        _core.destroy(self._id, timeout)
         _owned.discard(self._id)
 
     def prepare_main(self, ns: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, /,
@@ -203,6 +212,10 @@ class Interpreter:
         ok, value = _core.call(self._id, callable, args, kwargs or None)
         if ok:
             return value  # type: ignore[no-any-return]
+        if _exiting and ok is not None and value[0] == "SystemExit":
+            # The program exits and stopped this call (close_at_exit): end
+            # this thread as quietly as the interpreter's own ones.
+            raise SystemExit
         raise _call_failure(ok, value)
 
     def call_in_thread(self, callable: Callable[..., object], /, *args: Any,
@@ -227,6 +240,7 @@ def _call_failure(ok: bool | None, raw: tuple[Any, ...]) -> BaseException:
 # Ids of the interpreters created through this module, closed at exit.
 _owned: set[int] = set()
 _atexit_registered = False
+_exiting = False  # the interpreters are being closed at exit
 
 
 def create() -> Interpreter:
@@ -298,14 +312,72 @@ def _warn_before_fork() -> None:
         )
 
 
+# At exit, how long threads still running in an interpreter (interrupted with
+# SystemExit first) are waited for before the process exits without
+# finalising.
+_EXIT_TIMEOUT = 5.0
+
+
+def close_when_idle(iid: int, timeout: float) -> None:
+    """Close interpreter `iid`, waiting at most `timeout` seconds for every
+    thread still in it, calls made from other threads included (for an owner
+    that knows those are about to leave, as the executor's interrupter)."""
+    _core.destroy(iid, timeout, wait_callers=True)
+    _owned.discard(iid)
+
+
+def close_at_exit(iid: int) -> None:
+    """Close interpreter `iid` as the program exits: stop every thread in it
+    (SystemExit), wait for them at most ``_EXIT_TIMEOUT`` seconds, and end it
+    even if it lends buffers (their memory then stays allocated until the
+    process ends, so views of it stay valid).  Raises InterpreterError naming
+    the threads that did not stop."""
+    try:
+        _core.destroy(iid, _EXIT_TIMEOUT, wait_callers=True, interrupt=True,
+                      abandon_exports=True)
+    except InterpreterNotFoundError:
+        pass
+    _owned.discard(iid)
+
+
 def _close_all() -> None:
     """Close every interpreter created here, newest first (at exit)."""
-    for iid in sorted(_owned, reverse=True):
+    global _exiting
+    _exiting = True
+    stuck = []
+    try:
+        for iid in sorted(_owned, reverse=True):
+            try:
+                close_at_exit(iid)
+            except InterpreterError as exc:
+                stuck.append(str(exc))
+    except KeyboardInterrupt:
+        exit_now("Ctrl-C while closing interpreters at exit", interrupted=True)
+    if stuck:
+        exit_now("; ".join(stuck))
+
+
+def exit_now(reason: str, interrupted: bool = False) -> None:
+    """End the process at once, without finalising the runtime.
+
+    For when interpreters cannot be closed at exit (a thread is stuck in a C
+    call inside one): CPython's finalisation would then abort the process
+    ("remaining subinterpreters", "not the last thread") or crash.  Standard
+    streams and logging are flushed first; the exit status is 1, or that of
+    a Ctrl-C with `interrupted`.
+    """
+    print(f"multigil: exiting without finalising: {reason}", file=sys.stderr)
+    logging = sys.modules.get("logging")
+    for flush in (getattr(logging, "shutdown", None), sys.stdout.flush, sys.stderr.flush):
         try:
-            _core.destroy(iid)
-        except InterpreterNotFoundError:
+            if flush is not None:
+                flush()
+        except BaseException:  # noqa: BLE001 - exiting anyway
             pass
-        except InterpreterError as exc:
-            print(f"multigil: could not close interpreter {iid} at exit: {exc}",
-                  file=sys.stderr)
-        _owned.discard(iid)
+    if interrupted:
+        import signal
+
+        # As Python itself ends on an uncaught KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(1)

@@ -168,3 +168,15 @@ mg_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base)
     }
     return tp;
 }
+
+PyObject *
+mg_run_source(const char *source, int start, PyObject *globals, PyObject *locals)
+{
+    PyObject *code = Py_CompileString(source, "<string>", start);
+    if (code == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyEval_EvalCode(code, globals, locals);
+    Py_DECREF(code);
+    return result;
+}

@@ -11,7 +11,9 @@
  *   base.h     base.c        the module state, shared raw objects, wrappers
  *   errors.h   errors.c      the exception types of multigil._errors, raising
  *   wait.h     wait.c        clock, condvars, the wait loop, block/timeout args
- *   interp.h   interp.c      the registry of interpreters, entering, create/close
+ *   interp.h   interp.c lifecycle.c sigint.c
+ *                            the registry of interpreters, entering, create/close,
+ *                            Ctrl-C forwarded into calls from the main thread
  *   blob.h     blob.c        blobs: the stream of an encoded value, its primitives
  *   shm.h      shm.c         SharedBuffer, zero-copy exports and chunks
  *   sync.h     lock.c event.c semaphore.c condition.c
@@ -159,5 +161,13 @@ extern PyGetSetDef mg_wrapper_getset[];
 /* Create the heap type of `spec` (with `base`, or NULL) for `module` and add
  * it to the module.  A new reference (for mg_state), or NULL. */
 PyTypeObject *mg_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base);
+
+/* Run `source` (`start`: Py_file_input or Py_eval_input) in `globals` and
+ * `locals`, as PyRun_String does, except that a KeyboardInterrupt it raises
+ * does not mark the whole process as ended by Ctrl-C: PyRun_String records
+ * that in the runtime, shared by every interpreter, and the main interpreter
+ * would then kill its process with SIGINT at exit, though it caught the
+ * error.  The result, or NULL with an exception set. */
+PyObject *mg_run_source(const char *source, int start, PyObject *globals, PyObject *locals);
 
 #endif /* MULTIGIL_BASE_H */

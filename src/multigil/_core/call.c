@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "pickle.h"
 #include "xidata.h"
+#include "wait.h"
 
 PyObject *
 mg_remote(mg_state *st)
@@ -742,6 +743,12 @@ mg_run_in(mg_state *st, int64_t id, mg_job job, mg_blob *in, const void *arg,
     mg_leave(&s);
     if (sub == NULL) {
         mg_no_core(st, id);
+        return -1;
+    }
+    /* Ctrl-C stopped the call (see interp.c): KeyboardInterrupt here, now,
+     * from the caller's handler, rather than at its next bytecode. */
+    if (out->fatal && mg_thread_handles_signals() && PyErr_CheckSignals() < 0) {
+        mg_blob_clear(&out->value);
         return -1;
     }
     return 0;

@@ -1,5 +1,5 @@
-/* interp.c — the interpreter registry, the thread-state cache, and entering
- * an interpreter from any thread.
+/* interp.c — the interpreter registry, the thread-state cache, entering an
+ * interpreter from any thread, and releases deferred to an interpreter.
  *
  *   registry (process-global)            one thread's cache (thread-local)
  *   ┌──────────────────────────┐         ┌──────────────────────────────┐
@@ -17,49 +17,26 @@
  */
 #include "interp.h"
 #include "errors.h"
+#include "wait.h"
+
 
 /*************************************************************************
  * Registry                                                              *
  *************************************************************************/
 
-typedef struct mg_tnode mg_tnode;
-typedef struct mg_deferred {
-    void (*fn)(void *);
-    void *arg;
-    struct mg_deferred *next;
-} mg_deferred;
-
-struct mg_interp {
-    int64_t id;
-    PyInterpreterState *istate;
-    /* The _core state inside this interpreter; dereferenced only while
-     * attached to it.  NULL until _core is imported there. */
-    mg_state *state;
-    const char *whence;
-    int owned;            /* created by multigil: closed by multigil */
-    int closing;          /* close in progress: nobody may enter */
-    atomic_long busy;     /* threads inside through mg_enter */
-    long exports;         /* live zero-copy exports of its objects */
-    long ngone;           /* nodes whose thread has exited */
-    mg_tnode *nodes;      /* cached thread states of this interpreter */
-    mg_deferred *deferred;
-    atomic_int has_deferred;
-    struct mg_interp *next;
-};
-
-struct mg_tnode {
-    mg_interp *interp;    /* NULL once the interpreter was closed */
-    PyThreadState *tstate;
-    int thread_gone;
-    mg_tnode *next_in_thread;
-    mg_tnode *next_in_interp;
-};
-
-/* The registry.  Owner: this file.  Lock: registry_lock guards every field of
- * every mg_interp and mg_tnode, and the lists, except `busy` (atomic) and the
- * thread-local list heads, which only their thread reads or writes. */
+/* The registry.  Owner: this file (and the layer's other files, through the
+ * functions of interp.h's last section).  Lock: registry_lock guards every
+ * field of every mg_interp and mg_tnode, and the lists, except the atomics and
+ * the thread-local list heads, which only their thread reads or writes. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mg_interp *registry_head = NULL;
+/* Signalled (under registry_lock) when an interpreter whose close waits
+ * (close_waits) is left by a thread. */
+static pthread_cond_t busy_cond;        /* initialised with tls_key (tls_init) */
+
+/* How deep the calling thread is in nested entries (mg_enter that switched).
+ * Thread-local: only its thread reads or writes it. */
+static _Thread_local int nested_entries = 0;
 
 /* The thread-state cache's key.  Owner: this file; created once, under
  * tls_once; each thread's value (its mg_tnode list head) is its own. */
@@ -98,10 +75,29 @@ tls_init(void)
     if (pthread_key_create(&tls_key, thread_exit) != 0) {
         Py_FatalError("multigil: cannot create a thread-local key");
     }
+    mg_cond_init(&busy_cond);
 }
 
-static mg_interp *
-find_locked(int64_t id)
+void
+mg_registry_init(void)
+{
+    pthread_once(&tls_once, tls_init);
+}
+
+void
+mg_registry_lock(void)
+{
+    LOCK();
+}
+
+void
+mg_registry_unlock(void)
+{
+    UNLOCK();
+}
+
+mg_interp *
+mg_registry_find_locked(int64_t id)
 {
     for (mg_interp *ip = registry_head; ip; ip = ip->next) {
         if (ip->id == id) {
@@ -111,8 +107,8 @@ find_locked(int64_t id)
     return NULL;
 }
 
-static mg_interp *
-new_entry_locked(PyInterpreterState *istate, const char *whence, int owned)
+mg_interp *
+mg_registry_add_locked(PyInterpreterState *istate, const char *whence, int owned)
 {
     mg_interp *ip = PyMem_RawCalloc(1, sizeof(*ip));
     if (ip == NULL) {
@@ -123,14 +119,15 @@ new_entry_locked(PyInterpreterState *istate, const char *whence, int owned)
     ip->whence = whence;
     ip->owned = owned;
     atomic_init(&ip->busy, 0);
+    atomic_init(&ip->close_waits, 0);
     atomic_init(&ip->has_deferred, 0);
     ip->next = registry_head;
     registry_head = ip;
     return ip;
 }
 
-static void
-remove_entry_locked(mg_interp *ip)
+void
+mg_registry_remove_locked(mg_interp *ip)
 {
     for (mg_interp **pp = &registry_head; *pp; pp = &(*pp)->next) {
         if (*pp == ip) {
@@ -155,11 +152,11 @@ mg_interp_current(void)
     PyInterpreterState *istate = PyInterpreterState_Get();
     int64_t id = PyInterpreterState_GetID(istate);
     LOCK();
-    mg_interp *ip = find_locked(id);
+    mg_interp *ip = mg_registry_find_locked(id);
     if (ip == NULL) {
         const char *whence =
             istate == PyInterpreterState_Main() ? "runtime init" : "unknown";
-        ip = new_entry_locked(istate, whence, 0);
+        ip = mg_registry_add_locked(istate, whence, 0);
     }
     UNLOCK();
     if (ip == NULL) {
@@ -188,7 +185,7 @@ mg_interp_defer(int64_t owner_id, void (*fn)(void *), void *arg)
     d->fn = fn;
     d->arg = arg;
     LOCK();
-    mg_interp *ip = find_locked(owner_id);
+    mg_interp *ip = mg_registry_find_locked(owner_id);
     if (ip == NULL) {
         UNLOCK();
         PyMem_RawFree(d);
@@ -237,7 +234,7 @@ void
 mg_interp_exports_add(int64_t owner_id, long delta)
 {
     LOCK();
-    mg_interp *ip = find_locked(owner_id);
+    mg_interp *ip = mg_registry_find_locked(owner_id);
     if (ip) {
         ip->exports += delta;
     }
@@ -248,7 +245,7 @@ long
 mg_interp_exports(int64_t id)
 {
     LOCK();
-    mg_interp *ip = find_locked(id);
+    mg_interp *ip = mg_registry_find_locked(id);
     long n = ip ? ip->exports : -1;
     UNLOCK();
     return n;
@@ -315,26 +312,27 @@ tls_find_locked(mg_interp *ip)
     return found;
 }
 
-/* Make `ts` this thread's cached thread state for `ip`, through `n`. */
-static void
-link_node_locked(mg_tnode *n, mg_interp *ip, PyThreadState *ts)
+void
+mg_tnode_add_locked(mg_interp *ip, mg_tnode *n, PyThreadState *ts)
 {
     n->interp = ip;
     n->tstate = ts;
+    n->ident = PyThread_get_thread_ident();
+    atomic_init(&n->inside, 0);
     n->next_in_thread = pthread_getspecific(tls_key);
     pthread_setspecific(tls_key, n);
     n->next_in_interp = ip->nodes;
     ip->nodes = n;
 }
 
-static PyThreadState *
-thread_state_for(mg_interp *ip)
+mg_tnode *
+mg_tnode_for(mg_interp *ip)
 {
     LOCK();
     mg_tnode *n = tls_find_locked(ip);
     UNLOCK();
     if (n) {
-        return n->tstate;
+        return n;
     }
     PyThreadState *ts = PyThreadState_New(ip->istate);
     if (ts == NULL) {
@@ -347,9 +345,9 @@ thread_state_for(mg_interp *ip)
         return NULL;
     }
     LOCK();
-    link_node_locked(n, ip, ts);
+    mg_tnode_add_locked(ip, n, ts);
     UNLOCK();
-    return ts;
+    return n;
 }
 
 /* Look `id` up and mark it busy.  Locked inside.  NULL with an exception. */
@@ -357,7 +355,7 @@ static mg_interp *
 acquire(mg_state *st, int64_t id)
 {
     LOCK();
-    mg_interp *ip = find_locked(id);
+    mg_interp *ip = mg_registry_find_locked(id);
     if (ip != NULL && !ip->owned && ip->istate != PyInterpreterState_Main()
         && ip->istate != PyInterpreterState_Get()) {
         /* A cached thread state would make its creator's Py_EndInterpreter
@@ -387,26 +385,129 @@ acquire(mg_state *st, int64_t id)
     return ip;
 }
 
+void
+mg_interp_release(mg_interp *ip)
+{
+    if (atomic_fetch_sub(&ip->busy, 1) == 1 && atomic_load(&ip->close_waits)) {
+        LOCK();
+        pthread_cond_broadcast(&busy_cond);
+        UNLOCK();
+    }
+}
+
+/* Wait until nobody is inside `ip` (its close is in progress, so nobody new
+ * enters) or `deadline`.  Called with the caller's GIL held. */
+int
+mg_interp_wait_idle(mg_interp *ip, int64_t deadline)
+{
+    int empty;
+    Py_BEGIN_ALLOW_THREADS
+    LOCK();
+    atomic_store(&ip->close_waits, 1);
+    while (atomic_load(&ip->busy) > 0) {
+        if (mg_cond_wait_until(&busy_cond, &registry_lock, deadline) && deadline <= mg_now_ns()) {
+            break;
+        }
+    }
+    atomic_store(&ip->close_waits, 0);
+    empty = atomic_load(&ip->busy) == 0;
+    UNLOCK();
+    Py_END_ALLOW_THREADS
+    return empty;
+}
+
+/* 3.12 and 3.13 count recursion per thread state, Python frames and C calls
+ * apart, and each interpreter's state of one OS thread comes with full
+ * budgets: calls that recurse through many interpreters would overflow the
+ * one C stack they share.  So an entered state gets no more of either budget
+ * than its caller has left (and its own back when the session ends).  3.14
+ * and later check the stack's address for C calls, which every state of the
+ * thread shares already. */
+#if PY_VERSION_HEX < 0x030E0000
+#  define MG_SHARE_BUDGETS 1
+/* What an entry leaves to its caller: enough to describe the RecursionError
+ * it raises (multigil._remote.capture) and send it back. */
+#  define MG_C_BUDGET_RESERVE 200
+#  define MG_PY_BUDGET_RESERVE 50
+#endif
+
+static int
+nesting_error(mg_interp *ip, int budget)
+{
+    if (budget) {
+        PyErr_Format(PyExc_RecursionError,
+                     "maximum recursion depth exceeded while calling into interpreter %lld "
+                     "(%d nested interpreter calls deep): calls made through interpreters "
+                     "share one C stack, and its recursion limit", (long long)ip->id,
+                     nested_entries);
+    }
+    else {
+        PyErr_Format(PyExc_RecursionError,
+                     "maximum depth of nested interpreter calls exceeded: this thread is %d "
+                     "calls deep (an interpreter calling into another one, and so on) and "
+                     "cannot enter interpreter %lld; the calls share one C stack",
+                     nested_entries, (long long)ip->id);
+    }
+    return -1;
+}
+
 int
 mg_enter(mg_state *st, int64_t id, mg_session *s)
 {
-    pthread_once(&tls_once, tls_init);
+    mg_registry_init();
     mg_interp *ip = acquire(st, id);
     if (ip == NULL) {
         return -1;
     }
     s->interp = ip;
     s->saved = NULL;
+    s->node = NULL;
+    s->c_budget = s->py_budget = 0;
+    s->sigint_prev = MG_NOT_MAIN;
     if (ip->istate == PyInterpreterState_Get()) {
         return 0;   /* already there */
     }
-    PyThreadState *ts = thread_state_for(ip);
-    if (ts == NULL) {
-        atomic_fetch_sub(&ip->busy, 1);
+    /* Entries into the main interpreter are not counted: multigil's own
+     * (the import guard's) must work at the limit too, to report it. */
+    int counted = ip->istate != PyInterpreterState_Main();
+    if (counted && nested_entries >= MG_MAX_NESTED_ENTRIES) {
+        mg_interp_release(ip);
+        return nesting_error(ip, 0);
+    }
+    mg_tnode *n = mg_tnode_for(ip);
+    if (n == NULL) {
+        mg_interp_release(ip);
         PyErr_NoMemory();
         return -1;
     }
-    s->saved = PyThreadState_Swap(ts);
+#ifdef MG_SHARE_BUDGETS
+    PyThreadState *caller = PyThreadState_Get(), *ts = n->tstate;
+    if (caller->c_recursion_remaining <= MG_C_BUDGET_RESERVE
+        || caller->py_recursion_remaining <= MG_PY_BUDGET_RESERVE) {
+        mg_interp_release(ip);
+        return nesting_error(ip, 1);
+    }
+    s->c_budget = ts->c_recursion_remaining;
+    s->py_budget = ts->py_recursion_remaining;
+    if (ts->c_recursion_remaining >= caller->c_recursion_remaining) {
+        ts->c_recursion_remaining = caller->c_recursion_remaining - 1;
+    }
+    if (ts->py_recursion_remaining >= caller->py_recursion_remaining) {
+        ts->py_recursion_remaining = caller->py_recursion_remaining - 1;
+    }
+#endif
+    atomic_fetch_add(&n->inside, 1);
+    s->node = n;
+    nested_entries += counted;
+    int main_thread = n->ident == mg_main_thread();
+    if (main_thread && ip->istate != PyInterpreterState_Main()) {
+        mg_sigint_hook();
+    }
+    s->saved = PyThreadState_Swap(n->tstate);
+    if (main_thread) {
+        /* Holding the entered interpreter's GIL, as mg_sigint_enter wants. */
+        s->sigint_prev = mg_sigint_enter(ip->istate == PyInterpreterState_Main() ? -1 : ip->id);
+    }
     if (ip->ngone) {
         reap_gone_threads(ip);
     }
@@ -418,11 +519,20 @@ void
 mg_leave(mg_session *s)
 {
     if (s->saved) {
+        if (s->sigint_prev != MG_NOT_MAIN) {
+            mg_sigint_enter(s->sigint_prev);
+        }
         PyThreadState_Swap(s->saved);
         s->saved = NULL;
+        nested_entries -= s->interp->istate != PyInterpreterState_Main();
+#ifdef MG_SHARE_BUDGETS
+        s->node->tstate->c_recursion_remaining = s->c_budget;
+        s->node->tstate->py_recursion_remaining = s->py_budget;
+#endif
+        atomic_fetch_sub(&s->node->inside, 1);
         mg_interp_run_deferred();
     }
-    atomic_fetch_sub(&s->interp->busy, 1);
+    mg_interp_release(s->interp);
 }
 
 mg_state *
@@ -430,271 +540,6 @@ mg_session_state(const mg_session *s)
 {
     /* Attached to the target: its state may be read now. */
     return s->interp->state;
-}
-
-/*************************************************************************
- * Creating and closing                                                  *
- *************************************************************************/
-
-int64_t
-mg_interp_create(mg_state *st, const char *bootstrap)
-{
-    pthread_once(&tls_once, tls_init);
-    char *error = NULL;         /* the bootstrap's error, as text */
-    PyInterpreterConfig config = {
-        .use_main_obmalloc = 0,
-        .allow_fork = 0,
-        .allow_exec = 0,
-        .allow_threads = 1,
-        .allow_daemon_threads = 0,
-        .check_multi_interp_extensions = 1,
-        .gil = PyInterpreterConfig_OWN_GIL,
-    };
-    PyThreadState *saved = PyThreadState_Get();
-    PyThreadState *ts = NULL;
-    PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
-    if (PyStatus_Exception(status) || ts == NULL) {
-        /* Py_NewInterpreterFromConfig leaves the caller detached on failure */
-        PyThreadState_Swap(saved);
-        mg_raise(st, MG_ERR_INTERPRETER, "cannot create an interpreter: %s",
-                 status.err_msg ? status.err_msg : "unknown error");
-        return -1;
-    }
-    /* Attached to the new interpreter now. */
-    PyInterpreterState *istate = PyThreadState_GetInterpreter(ts);
-    mg_tnode *n = PyMem_RawCalloc(1, sizeof(*n));
-    LOCK();
-    mg_interp *ip = n ? new_entry_locked(istate, "C-API", 1) : NULL;
-    if (ip) {
-        ip->closing = 1;   /* nobody enters until the bootstrap ran */
-        link_node_locked(n, ip, ts);
-    }
-    UNLOCK();
-    int64_t id = ip ? ip->id : -1;
-    int failed = ip == NULL;
-    if (!failed) {
-        PyObject *globals = PyDict_New();
-        PyObject *res = globals ? PyRun_String(bootstrap, Py_file_input, globals, globals) : NULL;
-        Py_XDECREF(globals);
-        if (res == NULL) {
-            failed = 1;
-            PyObject *exc = PyErr_GetRaisedException();
-            PyObject *text = exc ? PyObject_Str(exc) : NULL;
-            const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
-            const char *tname = exc ? Py_TYPE(exc)->tp_name : "error";
-            size_t len = strlen(tname) + (msg ? strlen(msg) : 0) + 4;
-            error = PyMem_RawMalloc(len);
-            if (error) {
-                snprintf(error, len, "%s: %s", tname, msg ? msg : "");
-            }
-            PyErr_Clear();
-            Py_XDECREF(text);
-            Py_XDECREF(exc);
-        }
-        Py_XDECREF(res);
-    }
-    if (failed) {
-        /* Keep the entry (closing) until the interpreter is gone: its _core
-         * module, if the bootstrap imported it, reaches it from core_free. */
-        LOCK();
-        if (ip) {
-            ip->nodes = NULL;
-            ip->state = NULL;
-            n->interp = NULL;   /* the thread list drops it */
-        }
-        else {
-            PyMem_RawFree(n);
-        }
-        UNLOCK();
-        Py_EndInterpreter(ts);
-        PyThreadState_Swap(saved);
-        if (ip) {
-            LOCK();
-            remove_entry_locked(ip);
-            UNLOCK();
-        }
-        mg_interp_run_deferred();
-        if (error == NULL) {
-            PyErr_NoMemory();
-        }
-        else {
-            mg_raise(st, MG_ERR_INTERPRETER, "a new interpreter failed to start: %s", error);
-            PyMem_RawFree(error);
-        }
-        return -1;
-    }
-    PyThreadState_Swap(saved);
-    LOCK();
-    ip->closing = 0;
-    UNLOCK();
-    return id;
-}
-
-/* Clear and delete every cached thread state of `ip` but `keep`.  Attached
- * to `ip` (through `keep`), with nobody else inside it. */
-static void
-drop_thread_states(mg_interp *ip, PyThreadState *keep)
-{
-    for (;;) {
-        PyThreadState *other = NULL;
-        LOCK();
-        for (mg_tnode **pp = &ip->nodes; *pp;) {
-            mg_tnode *nd = *pp;
-            if (nd->tstate == keep) {
-                pp = &nd->next_in_interp;
-                continue;
-            }
-            *pp = nd->next_in_interp;
-            other = nd->tstate;
-            if (nd->thread_gone) {
-                ip->ngone--;
-                PyMem_RawFree(nd);
-            }
-            else {
-                nd->interp = NULL;    /* its thread drops it */
-            }
-            break;
-        }
-        UNLOCK();
-        if (other == NULL) {
-            break;
-        }
-        PyThreadState_Clear(other);
-        PyThreadState_Delete(other);
-    }
-}
-
-/* Claim interpreter `id` for closing (check_lends: 1) or for renewing its
- * thread states: nobody else is inside, and nobody may enter until
- * unclaim().  NULL with the error set if it cannot be claimed now. */
-static mg_interp *
-claim(mg_state *st, int64_t id, int check_lends)
-{
-    LOCK();
-    mg_interp *ip = find_locked(id);
-    const char *problem = NULL;
-    if (ip == NULL || ip->closing) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
-                 "interpreter %lld does not exist (already closed?)", (long long)id);
-        return NULL;
-    }
-    if (!ip->owned) {
-        problem = "was not created by multigil, so multigil does not close it";
-    }
-    else if (ip->istate == PyInterpreterState_Get()) {
-        problem = "is the current interpreter: close it from another one";
-    }
-    else if (atomic_load(&ip->busy) > 0) {
-        problem = "is running in another thread; wait for that call to return "
-                  "(or stop the executor using it) before closing it";
-    }
-    else if (check_lends && ip->exports > 0 && !atomic_load(&ip->has_deferred)) {
-        problem = "still lends buffers (memoryviews) to other interpreters; "
-                  "release those views first";
-    }
-    if (problem) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
-        return NULL;
-    }
-    ip->closing = 1;
-    atomic_fetch_add(&ip->busy, 1);
-    UNLOCK();
-    return ip;
-}
-
-static void
-unclaim(mg_interp *ip)
-{
-    LOCK();
-    ip->closing = 0;
-    atomic_fetch_sub(&ip->busy, 1);
-    UNLOCK();
-}
-
-int
-mg_interp_renew_thread_states(mg_state *st, int64_t id)
-{
-    pthread_once(&tls_once, tls_init);
-    mg_interp *ip = claim(st, id, 0);
-    if (ip == NULL) {
-        return -1;
-    }
-    PyThreadState *fresh = PyThreadState_New(ip->istate);
-    mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
-    if (n == NULL) {
-        if (fresh != NULL) {
-            PyThreadState_Clear(fresh);   /* never attached: safe to clear here */
-            PyThreadState_Delete(fresh);
-        }
-        unclaim(ip);
-        PyErr_NoMemory();
-        return -1;
-    }
-    PyThreadState *saved = PyThreadState_Swap(fresh);
-    drop_thread_states(ip, fresh);
-    PyThreadState_Swap(saved);
-    LOCK();
-    link_node_locked(n, ip, fresh);     /* this thread's cached state now */
-    UNLOCK();
-    unclaim(ip);
-    return 0;
-}
-
-int
-mg_interp_close(mg_state *st, int64_t id)
-{
-    pthread_once(&tls_once, tls_init);
-    mg_interp *ip = claim(st, id, 1);
-    if (ip == NULL) {
-        return -1;
-    }
-    PyThreadState *ts = thread_state_for(ip);
-    if (ts == NULL) {
-        unclaim(ip);
-        PyErr_NoMemory();
-        return -1;
-    }
-    PyThreadState *saved = PyThreadState_Swap(ts);
-    mg_interp_run_deferred_of(ip);
-    LOCK();
-    long lent = ip->exports;
-    UNLOCK();
-    if (lent > 0) {
-        PyThreadState_Swap(saved);
-        unclaim(ip);
-        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld still lends buffers (memoryviews) "
-                 "to other interpreters; release those views first", (long long)id);
-        return -1;
-    }
-    /* The function caches keep module globals alive, and the finalisation of
-     * a 3.12/3.13 interpreter does not always free what they hold: objects
-     * whose release matters (views of other interpreters' buffers, shared
-     * buffers) go now, while their destructors can still run. */
-    if (ip->state != NULL) {
-        mg_state_drop_caches(ip->state);
-    }
-
-    /* Every other cached thread state of it goes now: Py_EndInterpreter
-     * insists on being left with the last one. */
-    drop_thread_states(ip, ts);
-
-    LOCK();
-    for (mg_tnode *nd = ip->nodes; nd; nd = nd->next_in_interp) {
-        nd->interp = NULL;            /* ours: Py_EndInterpreter deletes it */
-    }
-    ip->nodes = NULL;
-    ip->state = NULL;
-    UNLOCK();
-    Py_EndInterpreter(ts);
-    PyThreadState_Swap(saved);
-    LOCK();
-    remove_entry_locked(ip);
-    UNLOCK();
-    /* Its finalisation dropped views of the caller's buffers: release them. */
-    mg_interp_run_deferred();
-    return 0;
 }
 
 /*************************************************************************
@@ -749,7 +594,7 @@ long
 mg_interp_busy(int64_t id, const char **whence)
 {
     LOCK();
-    mg_interp *ip = find_locked(id);
+    mg_interp *ip = mg_registry_find_locked(id);
     long busy = -1;
     if (ip && !ip->closing) {
         busy = atomic_load(&ip->busy);
@@ -793,7 +638,7 @@ mg_interp_forget(mg_state *st)
     }
     ip->state = NULL;
     if (!ip->owned && ip->istate != PyInterpreterState_Main() && !ip->closing) {
-        remove_entry_locked(ip);
+        mg_registry_remove_locked(ip);
     }
     UNLOCK();
 }

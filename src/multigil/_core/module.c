@@ -36,6 +36,32 @@ id_from_object(PyObject *obj, int64_t *id)
     return 0;
 }
 
+/* sys._current_frames() and sys._current_exceptions() of CPython 3.12-3.14
+ * walk the threads of every interpreter and make frame objects, with the
+ * calling interpreter's allocator, of frames that belong to the others, which
+ * later free them with theirs: the process aborts ("free(): invalid pointer")
+ * once another interpreter runs Python code.  pytest-timeout, profilers and
+ * Dask's profiler call them.  So an interpreter multigil creates, and one
+ * that creates interpreters, gets versions that read only its own threads
+ * (mg_interp_thread_frames).  0, or -1 with an exception set. */
+static int
+install_frame_readers(PyObject *module)
+{
+    static const char *const names[][2] = {
+        {"_current_frames", "current_frames"},
+        {"_current_exceptions", "current_exceptions"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        PyObject *fn = PyObject_GetAttrString(module, names[i][1]);
+        int rc = fn ? PySys_SetObject(names[i][0], fn) : -1;
+        Py_XDECREF(fn);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(create__doc__,
 "create($module, bootstrap, /)\n--\n\n"
 "Create an isolated interpreter with its own GIL, run the Python source\n"
@@ -46,7 +72,7 @@ core_create(PyObject *module, PyObject *arg)
 {
     mg_state *st = PyModule_GetState(module);
     const char *bootstrap = PyUnicode_AsUTF8(arg);
-    if (bootstrap == NULL) {
+    if (bootstrap == NULL || install_frame_readers(module) < 0) {
         return NULL;
     }
     int64_t id = mg_interp_create(st, bootstrap);
@@ -57,20 +83,81 @@ core_create(PyObject *module, PyObject *arg)
 }
 
 PyDoc_STRVAR(destroy__doc__,
-"destroy($module, id, /)\n--\n\n"
-"Close the interpreter `id` (created by multigil), ending everything in it.");
+"destroy($module, id, /, timeout=0.0, *, wait_callers=False, interrupt=False,\n"
+"        abandon_exports=False)\n--\n\n"
+"Close the interpreter `id` (created by multigil), ending everything in it.\n"
+"Threads it started are waited for `timeout` seconds (None: no limit); with\n"
+"`wait_callers`, so are threads inside it through a call, which otherwise\n"
+"make it fail at once; `interrupt` raises SystemExit in all of them first;\n"
+"`abandon_exports` ends it although it lends buffers (their memory is then\n"
+"never freed).  InterpreterError names the threads still running.");
 
 static PyObject *
-core_destroy(PyObject *module, PyObject *arg)
+core_destroy(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"", "timeout", "wait_callers", "interrupt",
+                             "abandon_exports", NULL};
+    PyObject *idobj, *timeout = NULL;
+    int wait_callers = 0, interrupt = 0, abandon = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$ppp:destroy", kwlist, &idobj,
+                                     &timeout, &wait_callers, &interrupt, &abandon)) {
+        return NULL;
+    }
+    int64_t id, deadline = 0;
+    if (id_from_object(idobj, &id) < 0) {
+        return NULL;
+    }
+    if (timeout != NULL && mg_deadline(NULL, timeout, 0, &deadline) < 0) {
+        return NULL;
+    }
+    int flags = (wait_callers ? MG_CLOSE_WAIT_CALLERS : 0) | (interrupt ? MG_CLOSE_INTERRUPT : 0)
+                | (abandon ? MG_CLOSE_ABANDON_EXPORTS : 0);
+    if (mg_interp_close(PyModule_GetState(module), id, deadline, flags) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(is_running__doc__,
+"is_running($module, id, /)\n--\n\n"
+"Whether some thread runs in interpreter `id`: a call, or a thread it started.");
+
+static PyObject *
+core_is_running(PyObject *module, PyObject *arg)
 {
     int64_t id;
     if (id_from_object(arg, &id) < 0) {
         return NULL;
     }
-    if (mg_interp_close(PyModule_GetState(module), id) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    int running = mg_interp_running(PyModule_GetState(module), id);
+    return running < 0 ? NULL : PyBool_FromLong(running);
+}
+
+PyDoc_STRVAR(current_frames__doc__,
+"current_frames($module, /)\n--\n\n"
+"sys._current_frames() for the threads of the current interpreter only: the\n"
+"stdlib's reads every interpreter's frames, which crashes CPython 3.12-3.14\n"
+"while other interpreters run.  multigil installs it as sys._current_frames.");
+
+static PyObject *
+core_current_frames(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return mg_interp_thread_frames(0);
+}
+
+PyDoc_STRVAR(current_exceptions__doc__,
+"current_exceptions($module, /)\n--\n\n"
+"sys._current_exceptions() for the threads of the current interpreter only\n"
+"(see current_frames).");
+
+static PyObject *
+core_current_exceptions(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return mg_interp_thread_frames(1);
 }
 
 PyDoc_STRVAR(renew_thread_states__doc__,
@@ -112,16 +199,35 @@ call_job(mg_state *sub, const mg_blob *in, const void *Py_UNUSED(arg), mg_stage 
     return result;
 }
 
+/* The source of exec(): the UTF-8 of a str that the caller keeps alive. */
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+} exec_source;
+
 static PyObject *
-exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *source,
+exec_job(mg_state *Py_UNUSED(sub), const mg_blob *Py_UNUSED(in), const void *arg,
          mg_stage *Py_UNUSED(stage))
 {
+    const exec_source *source = arg;
     PyObject *main_mod = PyImport_AddModule("__main__");     /* borrowed */
     if (main_mod == NULL) {
         return NULL;
     }
     PyObject *ns = PyModule_GetDict(main_mod);
-    return PyRun_String((const char *)source, Py_file_input, ns, ns);
+    if (memchr(source->text, '\0', (size_t)source->len) == NULL) {
+        return mg_run_source(source->text, Py_file_input, ns, ns);
+    }
+    /* Compiling a C string would stop at the NUL: let the built-in exec()
+     * say what it says of such source. */
+    PyObject *text = PyUnicode_DecodeUTF8(source->text, source->len, NULL);
+    PyObject *exec = PyDict_GetItemString(PyEval_GetBuiltins(), "exec");   /* borrowed */
+    if (exec == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_RuntimeError, "exec(): the interpreter has no built-in exec");
+    }
+    PyObject *res = text && exec ? PyObject_CallFunctionObjArgs(exec, text, ns, NULL) : NULL;
+    Py_XDECREF(text);
+    return res;
 }
 
 static PyObject *
@@ -207,9 +313,10 @@ core_exec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     /* The source crosses as the raw UTF-8 of a str the caller keeps alive. */
-    const char *src = PyUnicode_AsUTF8(args[1]);
+    exec_source src;
+    src.text = PyUnicode_AsUTF8AndSize(args[1], &src.len);
     mg_outcome out;
-    if (src == NULL || mg_run_in(st, id, exec_job, NULL, src, &out) < 0) {
+    if (src.text == NULL || mg_run_in(st, id, exec_job, NULL, &src, &out) < 0) {
         return NULL;
     }
     return mg_outcome_take(st, &out);       /* None, or the excinfo */
@@ -330,7 +437,11 @@ core_status(PyObject *module, PyObject *arg)
 
 static PyMethodDef core_methods[] = {
     {"create", core_create, METH_O, create__doc__},
-    {"destroy", core_destroy, METH_O, destroy__doc__},
+    {"destroy", (PyCFunction)(void (*)(void))core_destroy, METH_VARARGS | METH_KEYWORDS,
+     destroy__doc__},
+    {"is_running", core_is_running, METH_O, is_running__doc__},
+    {"current_frames", core_current_frames, METH_NOARGS, current_frames__doc__},
+    {"current_exceptions", core_current_exceptions, METH_NOARGS, current_exceptions__doc__},
     {"call", (PyCFunction)(void (*)(void))core_call, METH_FASTCALL, call__doc__},
     {"exec", (PyCFunction)(void (*)(void))core_exec, METH_FASTCALL, exec__doc__},
     {"set_main_attrs", (PyCFunction)(void (*)(void))core_set_main_attrs,
@@ -368,6 +479,9 @@ core_exec_module(PyObject *module)
         mg_queue_init(module, st) < 0 ||
         mg_worker_init(module, st) < 0) {
         return -1;
+    }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        return install_frame_readers(module);
     }
     return 0;
 }

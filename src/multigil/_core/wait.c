@@ -1,5 +1,6 @@
-/* wait.c — clock and deadlines, condvars, the signal-handling thread, and the
- * arguments of blocking calls (the wait loop itself is inline: wait.h). */
+/* wait.c — clock and deadlines, condvars, sleepers and their interruption,
+ * the wait loop (its fast path is inline: wait.h), the signal-handling
+ * thread, and the arguments of blocking calls. */
 #include "wait.h"
 
 #include <errno.h>
@@ -49,6 +50,208 @@ mg_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t deadlin
 }
 
 /*************************************************************************
+ * Sleepers, and waking them for an asynchronous exception               *
+ *************************************************************************/
+
+/* One per OS thread that has slept in mg_wait, registered on its first sleep
+ * and freed when the thread exits. */
+typedef struct mg_sleeper {
+    unsigned long ident;          /* PyThread_get_thread_ident() of its thread */
+    /* What it sleeps on now (NULL when awake); guarded by sleepers_lock. */
+    pthread_mutex_t *mu;
+    pthread_cond_t *cond;
+    /* Set by mg_wait_interrupt: an asynchronous exception may be pending. */
+    atomic_int interrupted;
+    struct mg_sleeper *next;
+} mg_sleeper;
+
+/* The sleepers of the process.  Owner: this file.  Lock: sleepers_lock guards
+ * the list and every record's mu/cond.  Lock order: sleepers_lock, then an
+ * object's mutex (a sleeper takes sleepers_lock only while not holding its
+ * object's mutex). */
+static pthread_mutex_t sleepers_lock = PTHREAD_MUTEX_INITIALIZER;
+static mg_sleeper *sleepers = NULL;
+static pthread_once_t sleeper_once = PTHREAD_ONCE_INIT;
+static pthread_key_t sleeper_key;
+
+static void
+sleeper_exit(void *arg)
+{
+    mg_sleeper *me = arg;
+    pthread_mutex_lock(&sleepers_lock);
+    for (mg_sleeper **pp = &sleepers; *pp; pp = &(*pp)->next) {
+        if (*pp == me) {
+            *pp = me->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sleepers_lock);
+    PyMem_RawFree(me);
+}
+
+static void
+sleeper_key_init(void)
+{
+    if (pthread_key_create(&sleeper_key, sleeper_exit) != 0) {
+        Py_FatalError("multigil: cannot create a thread-local key");
+    }
+}
+
+/* The calling thread's record, registered on first use; NULL without memory
+ * (the wait then cannot be interrupted, only signalled). */
+static mg_sleeper *
+sleeper_self(void)
+{
+    pthread_once(&sleeper_once, sleeper_key_init);
+    mg_sleeper *me = pthread_getspecific(sleeper_key);
+    if (me != NULL) {
+        return me;
+    }
+    me = PyMem_RawCalloc(1, sizeof(*me));
+    if (me == NULL) {
+        return NULL;
+    }
+    me->ident = PyThread_get_thread_ident();
+    atomic_init(&me->interrupted, 0);
+    pthread_mutex_lock(&sleepers_lock);
+    me->next = sleepers;
+    sleepers = me;
+    pthread_mutex_unlock(&sleepers_lock);
+    pthread_setspecific(sleeper_key, me);
+    return me;
+}
+
+static void
+sleeper_on(mg_sleeper *me, pthread_mutex_t *mu, pthread_cond_t *cond)
+{
+    if (me != NULL) {
+        pthread_mutex_lock(&sleepers_lock);
+        me->mu = mu;
+        me->cond = cond;
+        pthread_mutex_unlock(&sleepers_lock);
+    }
+}
+
+void
+mg_wait_interrupt(unsigned long ident)
+{
+    pthread_mutex_lock(&sleepers_lock);
+    for (mg_sleeper *s = sleepers; s; s = s->next) {
+        if (s->ident != ident) {
+            continue;
+        }
+        /* Flag first: a sleeper that has not registered its condvar yet
+         * sees the flag before it sleeps; one that sleeps is woken here (it
+         * keeps the object alive while it is registered). */
+        atomic_store(&s->interrupted, 1);
+        if (s->mu != NULL) {
+            pthread_mutex_lock(s->mu);
+            pthread_cond_broadcast(s->cond);
+            pthread_mutex_unlock(s->mu);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&sleepers_lock);
+}
+
+int
+mg_raise_pending_async_exc(void)
+{
+    if (PyThreadState_Get()->async_exc == NULL) {
+        return 0;
+    }
+    /* Let the eval loop raise it, in a throw-away evaluation: that is also
+     * what resets the eval breaker it set (taking async_exc by hand would
+     * leave it set on 3.12, and every bytecode would take the slow path). */
+    PyObject *globals = PyDict_New();
+    if (globals == NULL) {
+        return -1;
+    }
+    PyObject *r = mg_run_source("None", Py_eval_input, globals, globals);
+    Py_DECREF(globals);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/*************************************************************************
+ * The wait loop                                                         *
+ *************************************************************************/
+
+int
+mg_wait_blocking(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
+                 int64_t deadline, mg_attempt_fn attempt, void *arg)
+{
+    int r;
+    int check_signals = mg_thread_handles_signals();
+    mg_sleeper *me = sleeper_self();
+    PyThreadState *ts = PyEval_SaveThread();
+    sleeper_on(me, mu, cond);
+    pthread_mutex_lock(mu);
+    for (;;) {
+        int64_t now, until;
+        int timed_out;
+
+        /* Attempt before looking at the clock: a wakeup that raced with the
+         * deadline still takes what it was woken for, so a signal consumed
+         * by this thread is never lost. */
+        r = attempt(arg);
+        if (r != 0) {
+            break;
+        }
+        if (me != NULL && atomic_exchange(&me->interrupted, 0)) {
+            /* Someone set an asynchronous exception on this thread (or did,
+             * before it last ran bytecode: then none is pending). */
+            pthread_mutex_unlock(mu);
+            sleeper_on(me, NULL, NULL);
+            PyEval_RestoreThread(ts);
+            if (mg_raise_pending_async_exc() < 0) {
+                return -1;
+            }
+            ts = PyEval_SaveThread();
+            sleeper_on(me, mu, cond);
+            pthread_mutex_lock(mu);
+            continue;
+        }
+        until = deadline;
+        if (deadline != MG_FOREVER || check_signals) {
+            now = mg_now_ns();
+            if (now >= deadline) {
+                break;  /* r == 0: timeout */
+            }
+            if (check_signals && deadline - now > MG_SIGNAL_CHECK_NS) {
+                until = now + MG_SIGNAL_CHECK_NS;
+            }
+        }
+        ++*nwaiters;
+        timed_out = mg_cond_wait_until(cond, mu, until);
+        --*nwaiters;
+        if (timed_out && until != deadline) {
+            /* End of a signal-check slice (main thread only). */
+            r = attempt(arg);
+            if (r != 0) {
+                break;
+            }
+            pthread_mutex_unlock(mu);
+            sleeper_on(me, NULL, NULL);
+            PyEval_RestoreThread(ts);
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            ts = PyEval_SaveThread();
+            sleeper_on(me, mu, cond);
+            pthread_mutex_lock(mu);
+        }
+    }
+    pthread_mutex_unlock(mu);
+    sleeper_on(me, NULL, NULL);
+    PyEval_RestoreThread(ts);
+    return r;
+}
+
+/*************************************************************************
  * Which thread handles signals                                          *
  *************************************************************************/
 /* Python runs signal handlers only in the main thread of the main
@@ -71,8 +274,34 @@ mg_thread_handles_signals(void)
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
         return 0;
     }
-    main_ident = atomic_load_explicit(&mg_main_thread_ident, memory_order_relaxed);
+    main_ident = mg_main_thread();
     return main_ident != 0 && PyThread_get_thread_ident() == main_ident;
+}
+
+unsigned long
+mg_main_thread(void)
+{
+    return atomic_load_explicit(&mg_main_thread_ident, memory_order_relaxed);
+}
+
+void
+mg_signals_block(sigset_t *saved)
+{
+    static const int process_signals[] = {
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD, SIGWINCH,
+    };
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++) {
+        sigaddset(&set, process_signals[i]);
+    }
+    pthread_sigmask(SIG_BLOCK, &set, saved);
+}
+
+void
+mg_signals_restore(const sigset_t *saved)
+{
+    pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
 int

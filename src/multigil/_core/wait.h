@@ -22,6 +22,8 @@
 
 #include "base.h"
 
+#include <signal.h>
+
 /*************************************************************************
  * Clock, deadlines, condvars                                            *
  *************************************************************************/
@@ -47,6 +49,18 @@ int mg_thread_handles_signals(void);
 /* Learn which thread that is: called by every initialisation of _core (it
  * acts only in the main interpreter).  0, or -1 with an exception set. */
 int mg_wait_init(void);
+/* That thread's PyThread_get_thread_ident() (0 until mg_wait_init ran), in
+ * whichever interpreter it is now.  No GIL needed. */
+unsigned long mg_main_thread(void);
+/* Keep the process's asynchronous signals (SIGINT, SIGTERM, ...) away from
+ * the calling thread, saving its mask in `saved`; mg_signals_restore undoes
+ * it.  For threads that never handle signals (the executor's workers, and the
+ * threads their tasks start, which inherit the mask): the kernel delivers a
+ * process signal to any thread that does not block it, and one delivered to
+ * such a thread wakes no wait of the main thread, which then handles Ctrl-C
+ * late, or two presses as one. */
+void mg_signals_block(sigset_t *saved);
+void mg_signals_restore(const sigset_t *saved);
 
 /* Runs with the object's mutex held and possibly without the GIL: no Python
  * API.  Returns 0 for "not yet, keep waiting", or a positive result code. */
@@ -59,7 +73,8 @@ typedef int (*mg_attempt_fn)(void *arg);
  *
  * Returns the attempt's positive result, 0 if the deadline passed first (a
  * deadline <= mg_now_ns() means "try once, don't block"), or -1 with an
- * exception set when a signal handler raised (KeyboardInterrupt on Ctrl-C).
+ * exception set when a signal handler raised (KeyboardInterrupt on Ctrl-C) or
+ * the thread was interrupted (mg_wait_interrupt).
  *
  * `nwaiters` counts the threads sleeping on `cond` (changed only under `mu`),
  * so that the side that makes progress possible signals only when someone
@@ -68,69 +83,48 @@ typedef int (*mg_attempt_fn)(void *arg);
  * In the thread that handles signals the sleep is cut into slices of
  * MG_SIGNAL_CHECK_NS: at the end of each one the thread re-takes the GIL and
  * runs PyErr_CheckSignals().  No other thread ever polls: it sleeps until
- * signalled or until the real deadline.
+ * signalled, interrupted, or until the real deadline.
  */
+int mg_wait_blocking(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
+                     int64_t deadline, mg_attempt_fn attempt, void *arg);
+
 static inline int
 mg_wait(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
         int64_t deadline, mg_attempt_fn attempt, void *arg)
 {
-    int r, check_signals;
-    PyThreadState *ts;
-
     /* Fast path: GIL held, no switch. */
     pthread_mutex_lock(mu);
-    r = attempt(arg);
+    int r = attempt(arg);
     pthread_mutex_unlock(mu);
     if (r != 0 || (deadline != MG_FOREVER && deadline <= mg_now_ns())) {
         return r;
     }
-
-    check_signals = mg_thread_handles_signals();
-    ts = PyEval_SaveThread();
-    pthread_mutex_lock(mu);
-    for (;;) {
-        int64_t now, until;
-        int timed_out;
-
-        /* Attempt before looking at the clock: a wakeup that raced with the
-         * deadline still takes what it was woken for, so a signal consumed
-         * by this thread is never lost. */
-        r = attempt(arg);
-        if (r != 0) {
-            break;
-        }
-        until = deadline;
-        if (deadline != MG_FOREVER || check_signals) {
-            now = mg_now_ns();
-            if (now >= deadline) {
-                break;  /* r == 0: timeout */
-            }
-            if (check_signals && deadline - now > MG_SIGNAL_CHECK_NS) {
-                until = now + MG_SIGNAL_CHECK_NS;
-            }
-        }
-        ++*nwaiters;
-        timed_out = mg_cond_wait_until(cond, mu, until);
-        --*nwaiters;
-        if (timed_out && until != deadline) {
-            /* End of a signal-check slice (main thread only). */
-            r = attempt(arg);
-            if (r != 0) {
-                break;
-            }
-            pthread_mutex_unlock(mu);
-            PyEval_RestoreThread(ts);
-            if (PyErr_CheckSignals() < 0) {
-                return -1;
-            }
-            ts = PyEval_SaveThread();
-            pthread_mutex_lock(mu);
-        }
-    }
-    pthread_mutex_unlock(mu);
-    PyEval_RestoreThread(ts);
-    return r;
+    return mg_wait_blocking(mu, cond, nwaiters, deadline, attempt, arg);
 }
+
+/*************************************************************************
+ * Interrupting a wait                                                   *
+ *************************************************************************/
+/* A thread blocked in mg_wait sleeps on a condvar with its GIL released, so
+ * an asynchronous exception (PyThreadState_SetAsyncExc: a task's timeout or
+ * cancellation, Ctrl-C forwarded into a call) would wait for the wake-up it
+ * sleeps for.  So every thread that sleeps in mg_wait says on what (a
+ * per-thread record, registered while it sleeps), and whoever sets an
+ * asynchronous exception on a thread then calls mg_wait_interrupt(): the
+ * record is flagged and its condvar broadcast; the sleeper sees the flag,
+ * takes its GIL back and raises the pending exception.  No polling: a
+ * sleeper costs nothing until someone wakes it.
+ */
+
+/* Wake thread `ident`'s mg_wait, if it sleeps in one now or is about to, so
+ * that it raises the asynchronous exception just set on its thread state.
+ * Call it after PyThreadState_SetAsyncExc() succeeded.  Any thread, with or
+ * without a GIL. */
+void mg_wait_interrupt(unsigned long ident);
+
+/* Raise the asynchronous exception pending on the current thread state, if
+ * there is one: -1 with it set; else 0.  Needs the GIL. */
+int mg_raise_pending_async_exc(void);
 
 /*************************************************************************
  * The arguments of blocking calls                                       *

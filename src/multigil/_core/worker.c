@@ -278,15 +278,9 @@ drop_pending_interrupt(WorkerObject *self)
 {
     PyObject *saved = PyErr_GetRaisedException();
 #if PY_VERSION_HEX < 0x030D0000
-    /* Let it fire in a throw-away evaluation instead: handling it is what
-     * resets the eval breaker on 3.12. */
-    if (PyThreadState_Get()->async_exc != NULL) {
-        PyObject *globals = PyDict_New();
-        if (globals != NULL) {
-            PyObject *r = PyRun_String("None", Py_eval_input, globals, globals);
-            Py_XDECREF(r);
-            Py_DECREF(globals);
-        }
+    /* Let it fire instead: handling it is what resets the eval breaker on
+     * 3.12. */
+    if (mg_raise_pending_async_exc() < 0) {
         PyErr_Clear();
     }
     (void)self;
@@ -352,6 +346,8 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
                         "a Worker cannot run in its own interpreter (%lld): call run() "
                         "from another one", (long long)self->raw->interp_id);
     }
+    sigset_t signals;
+    mg_signals_block(&signals);     /* the main thread's to handle */
     atomic_store(&self->raw->thread_ident, PyThread_get_thread_ident());
     const char *reason = "closed";
     long done = 0;
@@ -427,6 +423,7 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
         }
     }
     atomic_store(&self->raw->thread_ident, 0);
+    mg_signals_restore(&signals);
     mg_leave(&s);
     self->running = 0;
     Py_DECREF(qobj);
@@ -435,7 +432,8 @@ Worker_run(WorkerObject *self, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(Worker_interrupt__doc__,
 "interrupt($self, task_id, /)\n--\n\n"
-"Raise TaskCancelled in the worker's thread at its next bytecode boundary,\n"
+"Raise TaskCancelled in the worker's thread at its next bytecode boundary (or\n"
+"at once if it waits in a multigil Queue, Lock, Event, Semaphore or Condition),\n"
 "if it is running task `task_id` now.  Returns whether it was.");
 
 static PyObject *
@@ -460,9 +458,13 @@ Worker_interrupt(WorkerObject *self, PyObject *arg)
     if (sub && atomic_load(&self->raw->current_task) == task_id) {
         PyObject *exc = mg_error_type(sub, MG_ERR_TASK_CANCELLED);
         if (exc) {
-            hit = PyThreadState_SetAsyncExc(atomic_load(&self->raw->thread_ident), exc) > 0;
+            unsigned long ident = atomic_load(&self->raw->thread_ident);
+            hit = PyThreadState_SetAsyncExc(ident, exc) > 0;
             if (hit) {
                 atomic_store(&self->raw->interrupted, 1);
+                /* A task blocked in a multigil wait (Queue.get, Lock, ...)
+                 * raises it now, not when the wait ends. */
+                mg_wait_interrupt(ident);
             }
         }
     }

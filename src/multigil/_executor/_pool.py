@@ -328,16 +328,25 @@ def _reset(interp: interpreters.Interpreter) -> bool:
     return True
 
 
+# How long a worker waits, when it closes its interpreter, for the threads
+# still in it: the pool's interrupter leaving it, threads a task started.
+_CLOSE_TIMEOUT = 10.0
+
+
 def _close(interp: interpreters.Interpreter) -> None:
     try:
         interp.call(_remote.release_thread)
     except Exception:  # noqa: S110 - an interpreter a task broke: closed all the same
         pass
     try:
-        interp.close()
+        if _shutdown:
+            # At exit: as the interpreters module would, a moment later.
+            interpreters.close_at_exit(interp.id)
+        else:
+            interpreters.close_when_idle(interp.id, _CLOSE_TIMEOUT)
     except InterpreterError as exc:
-        # Threads the tasks started may still run in it; the interpreters
-        # module closes it at exit.
+        # Threads the tasks started may still run in it, or it lends
+        # buffers; the interpreters module closes it at exit.
         print(f"multigil: could not close worker interpreter {interp.id}: {exc}",
               file=sys.stderr)
 
@@ -400,23 +409,30 @@ class _Pool:
             if fallback is not None:
                 task.call = (fn, args, kwargs)
             self.pending[tid] = task
-            try:
-                task.pickled = _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
-            except QueueClosed:  # pragma: no cover - closed only under self.lock
-                del self.pending[tid]
-                raise RuntimeError("cannot schedule new futures after shutdown") from None
-            except Exception as exc:
-                # The function or an argument cannot cross: this task fails,
-                # the pool goes on.
-                del self.pending[tid]
-                task.stage = "arguments" if _pickler.function_crosses(fn) else "function"
-                fut._mg_start()
-                fut._mg_complete(exc=exc, stage=task.stage)
-                return task
-            except BaseException:
-                del self.pending[tid]
-                raise
-            self._adjust_workers(task)
+        # Encoded outside the lock: pickling runs user code (__reduce__, a
+        # __del__ that a collection triggers), which may submit too.
+        try:
+            task.pickled = _core.submit_task(self.queue, tid, fn, args, kwargs, bool(chunk))
+        except QueueClosed:
+            # shut down (or broken) while this task was being encoded
+            self.pending.pop(tid, None)
+            with self.lock:
+                self.check_open()
+            raise RuntimeError("cannot schedule new futures after shutdown") from None
+        except Exception as exc:
+            # The function or an argument cannot cross: this task fails,
+            # the pool goes on.
+            self.pending.pop(tid, None)
+            task.stage = "arguments" if _pickler.function_crosses(fn) else "function"
+            fut._mg_start()
+            fut._mg_complete(exc=exc, stage=task.stage)
+            return task
+        except BaseException:
+            self.pending.pop(tid, None)
+            raise
+        with self.lock:
+            if not self.broken:
+                self._adjust_workers(task)
         return task
 
     def _to_fallback(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
@@ -444,9 +460,10 @@ class _Pool:
             self.idle -= 1
         elif len(self.slots) < self.max_workers:
             self._start_worker()
-            fut = task.future
-            fut._stop = partial(self._stop_untaken, task.tid)
-            fut._mg_start()
+            if task.worker is None:  # not taken meanwhile (it was queued unlocked)
+                fut = task.future
+                fut._stop = partial(self._stop_untaken, task.tid)
+                fut._mg_start()
 
     def _stop_untaken(self, tid: int, fut: InterpreterFuture) -> bool:
         return self.stop_task(tid)
@@ -586,17 +603,24 @@ def _python_exit() -> None:
         _shutdown = True
         pools = list(_live)
     hurry = _exiting_on_ctrl_c()
-    for pool in pools:
-        pool.shutdown(wait=False, cancel_futures=hurry, interrupt=hurry)
     try:
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=hurry, interrupt=hurry)
         for pool in pools:
             pool.join()
     except KeyboardInterrupt:
-        print("multigil: Ctrl-C at exit: interrupting running tasks", file=sys.stderr)
-        for pool in pools:
-            pool.shutdown(wait=False, cancel_futures=True, interrupt=True)
-        for pool in pools:
-            pool.join()
+        try:
+            print("multigil: Ctrl-C at exit: interrupting running tasks (Ctrl-C again "
+                  "exits at once)", file=sys.stderr)
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True, interrupt=True)
+            for pool in pools:
+                pool.join()
+        except KeyboardInterrupt:
+            # Workers still run inside their interpreters (a task blocked in
+            # C code): the runtime cannot be finalised under them.
+            interpreters.exit_now("Ctrl-C again at exit while tasks still ran",
+                                  interrupted=True)
     _watchdog.stop()
 
 
