@@ -398,13 +398,19 @@ def test_dask_worker_cli_with_preload(tmp_path: Path):
             stdin=subprocess.DEVNULL)
         try:
             c.wait_for_workers(1, timeout=TIMEOUT)
-            # The worker process started with Dask's profiler on (its own
-            # config); the preload stopped it before any interpreter ran.
+            # Dask's profiler runs in the worker process (its own config):
+            # multigil's sys._current_frames() keeps it safe next to the
+            # interpreters, however often it samples.
             threads = c.run(lambda: [t.name for t in __import__("threading").enumerate()])
-            assert not any("Profile" in names for names in threads.values()), threads
+            assert any("Profile" in names for names in threads.values()), threads
             with annotated():
                 interp, pid, _ = c.submit(tasks.where, key="cli-where").result(timeout=TIMEOUT)
+                spinning = c.submit(tasks.busy, 3, key="cli-busy")
             assert interp != 0
+            for _ in range(20):
+                c.call_stack()
+            c.profile()
+            spinning.result(timeout=TIMEOUT)
             assert c.submit(tasks.where, key="cli-plain").result(timeout=TIMEOUT)[0] == 0
             assert set(c.run(lambda dask_worker: dask_worker.executors["interpreters"].max_workers)
                        .values()) == {2}

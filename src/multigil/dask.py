@@ -17,18 +17,14 @@ or, for workers started from the command line::
 
 Tasks without the annotation run in the worker's threads, as before.
 
-Importing this module turns Dask's statistical profiler off for the servers
-this process starts (``distributed.worker.profile.enabled``), and the plugin
-stops it in the workers it is installed on: it samples every thread's frames
-with ``sys._current_frames()``, which crashes CPython while another
-interpreter runs Python code.  See docs/scaling.md.
+Dask's statistical profiler keeps running: it samples the worker's threads
+with ``sys._current_frames()``, which multigil replaces (in every process
+that creates interpreters) by a version that is safe next to running
+interpreters.  See docs/scaling.md.
 """
 
 from __future__ import annotations
 
 from ._integrations._dask import InterpreterPoolPlugin, InterpreterTaskExecutor, dask_setup
-from ._integrations._dask_profiler import disable_profiling
-
-disable_profiling()
 
 __all__ = ["InterpreterPoolPlugin", "InterpreterTaskExecutor", "dask_setup"]

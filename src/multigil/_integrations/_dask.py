@@ -35,7 +35,6 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from .._executor import _fallback
 from ..executor import InterpreterPoolExecutor
 from . import _calls, _dask_plan
-from ._dask_profiler import stop_profiler
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -217,7 +216,6 @@ class InterpreterPoolPlugin(WorkerPlugin):
         self._replaced: cf.Executor | None = None
 
     async def setup(self, worker: Worker) -> None:
-        await stop_profiler(worker)
         executor = InterpreterTaskExecutor(self.max_workers or worker.state.nthreads,
                                            **self.pool_options)
         self._replaced = worker.executors.get(self.executor_name)
