@@ -361,6 +361,30 @@ def test_recycled_workers_close_while_timeouts_interrupt_them():
     assert "could not close" not in proc.stderr, proc.stderr
 
 
+def test_finished_tasks_leave_the_watchdog_heap():
+    """schedule(..., timeout=3600) kept every finished future and its result
+    in the watchdog's heap until the deadline (2,000 tasks: +204 MiB).  Fixed
+    with the executor's re-layering (a finished task cancels its deadline,
+    which drops the callback); this holds it at the issue's scale."""
+    import gc
+    import weakref
+
+    from multigil._executor import _watchdog
+
+    with InterpreterPoolExecutor(2) as pool:
+        futures = [pool.schedule(bytes, (100_000,), timeout=3600) for _ in range(2000)]
+        for f in futures:
+            assert len(f.result(TIMEOUT)) == 100_000
+        assert pool.submit(abs, -1).result(TIMEOUT) == 1
+        refs = [weakref.ref(f) for f in futures]
+        del futures, f
+        gc.collect()
+        assert sum(ref() is not None for ref in refs) == 0
+        live = [entry for _, _, entry in list(_watchdog._heap) if entry.callback is not None]
+        assert len(live) <= 2          # at most the tasks still running
+        assert len(_watchdog._heap) <= 2 * _watchdog._COMPACT_MIN + 2
+
+
 def test_a_queue_cannot_hold_itself():
     """A queue holding itself, or queues holding each other, were never
     freed, with everything queued in them (+301 MiB in 300 rounds)."""
