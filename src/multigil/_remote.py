@@ -17,6 +17,7 @@ import sys
 # more, and every worker imports this module on its first task.
 import _pickle
 
+from ._errors import ExecutionFailed
 from ._pickler import function_ref
 
 TYPE_CHECKING = False
@@ -48,6 +49,16 @@ def _display(exc: BaseException, header: str) -> str | None:
     return f"Traceback (most recent call last):\n{frames}{header}\n"
 
 
+def _message(exc: BaseException) -> str:
+    """``str(exc)``; for an ExecutionFailed (a call into a further interpreter
+    failed), without the traceback that its str() appends: that traceback is
+    in this exception's own, and with it in both, what a call nested N deep
+    reports would double at each level."""
+    if isinstance(exc, ExecutionFailed):
+        return str(exc.args[0]) if exc.args else ""
+    return str(exc)
+
+
 def capture(exc: BaseException) -> tuple[Any, ...]:
     """Describe ``exc`` as plain data:
     ``(name, qualname, module, msg, traceback, pickled, state)``.
@@ -64,14 +75,18 @@ def capture(exc: BaseException) -> tuple[Any, ...]:
     name = type.__dict__["__name__"].__get__(tp)
     qualname = type.__dict__["__qualname__"].__get__(tp)
     module = _attempt(lambda: str(type.__dict__["__module__"].__get__(tp)), "builtins")
-    msg = _attempt(lambda: str(exc), None)
+    msg = _attempt(lambda: _message(exc), None)
     if not isinstance(msg, str):
         msg = f"<unprintable {name}>"
     display = _display(exc, f"{name}: {msg}" if msg else name)
     pickled = state = None
     if isinstance(exc, Exception):
         pickled = _attempt(lambda: _pickle.dumps(exc, 5), None)
-        state = _attempt(lambda: _state(exc), "its args or attributes cannot be described")
+        if not isinstance(exc, ExecutionFailed):
+            # (An ExecutionFailed unpickles anywhere, and its state would be a
+            # second copy of the description it holds: doubling per level of
+            # nested calls.)
+            state = _attempt(lambda: _state(exc), "its args or attributes cannot be described")
     return (name, qualname, module, msg, display, pickled, state)
 
 
