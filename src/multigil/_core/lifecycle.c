@@ -340,28 +340,47 @@ unclaim(mg_interp *ip)
     mg_interp_release(ip);
 }
 
-int
-mg_interp_close(mg_state *st, int64_t id, int64_t deadline, int flags)
+/* Interpreter `id`, to close or reset it (`what` says which): NULL with the
+ * error set if it does not exist, was not created by multigil or is the
+ * current one; else its entry, with the registry locked. */
+static mg_interp *
+find_own_locked(mg_state *st, int64_t id, const char *what)
 {
     mg_registry_init();
-    char labels[LABELS_MAX];
     LOCK();
     mg_interp *ip = mg_registry_find_locked(id);
-    const char *problem = NULL;
     if (ip == NULL || ip->closing) {
         UNLOCK();
         mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
                  "interpreter %lld does not exist (already closed?)", (long long)id);
-        return -1;
+        return NULL;
     }
     if (!ip->owned) {
-        problem = "was not created by multigil, so multigil does not close it";
+        UNLOCK();
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld was not created by multigil, so "
+                 "multigil does not %s it", (long long)id, what);
+        return NULL;
     }
-    else if (ip->istate == PyInterpreterState_Get()) {
-        problem = "is the current interpreter: close it from another one";
+    if (ip->istate == PyInterpreterState_Get()) {
+        UNLOCK();
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld is the current interpreter: %s it "
+                 "from another one", (long long)id, what);
+        return NULL;
     }
-    else if (ip->exports > 0 && !atomic_load(&ip->has_deferred)
-             && !(flags & MG_CLOSE_ABANDON_EXPORTS)) {
+    return ip;
+}
+
+int
+mg_interp_close(mg_state *st, int64_t id, int64_t deadline, int flags)
+{
+    char labels[LABELS_MAX];
+    mg_interp *ip = find_own_locked(st, id, "close");
+    if (ip == NULL) {
+        return -1;
+    }
+    const char *problem = NULL;
+    if (ip->exports > 0 && !atomic_load(&ip->has_deferred)
+        && !(flags & MG_CLOSE_ABANDON_EXPORTS)) {
         problem = "still lends buffers (memoryviews) to other interpreters; "
                   "release those views first";
     }
@@ -478,29 +497,15 @@ mg_interp_close(mg_state *st, int64_t id, int64_t deadline, int flags)
 int
 mg_interp_renew_thread_states(mg_state *st, int64_t id)
 {
-    mg_registry_init();
-    LOCK();
-    mg_interp *ip = mg_registry_find_locked(id);
-    const char *problem = NULL;
-    if (ip == NULL || ip->closing) {
-        UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER_NOT_FOUND,
-                 "interpreter %lld does not exist (already closed?)", (long long)id);
+    mg_interp *ip = find_own_locked(st, id, "reset");
+    if (ip == NULL) {
         return -1;
     }
-    if (!ip->owned) {
-        problem = "was not created by multigil, so multigil does not reset it";
-    }
-    else if (ip->istate == PyInterpreterState_Get()) {
-        problem = "is the current interpreter: reset it from another one";
-    }
-    else if (atomic_load(&ip->busy) > 0) {
-        problem = "is running in another thread; wait for that call to return "
-                  "(or stop the executor using it) before resetting it";
-    }
-    if (problem) {
+    if (atomic_load(&ip->busy) > 0) {
         UNLOCK();
-        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld %s", (long long)id, problem);
+        mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld is running in another thread; wait "
+                 "for that call to return (or stop the executor using it) before resetting it",
+                 (long long)id);
         return -1;
     }
     ip->closing = 1;            /* nobody enters meanwhile */

@@ -180,6 +180,26 @@ mg_raise_pending_async_exc(void)
  * The wait loop                                                         *
  *************************************************************************/
 
+/* In the wait loop, holding `mu` without the GIL: let go of `mu`, take the
+ * GIL back and run `check` (signal handlers, a pending asynchronous
+ * exception).  -1 if it raised: the GIL is held then, `mu` is not.  Else 0,
+ * back as before (`*ts` saved again). */
+static int
+with_gil(mg_sleeper *me, pthread_mutex_t *mu, pthread_cond_t *cond, PyThreadState **ts,
+         int (*check)(void))
+{
+    pthread_mutex_unlock(mu);
+    sleeper_on(me, NULL, NULL);
+    PyEval_RestoreThread(*ts);
+    if (check() < 0) {
+        return -1;
+    }
+    *ts = PyEval_SaveThread();
+    sleeper_on(me, mu, cond);
+    pthread_mutex_lock(mu);
+    return 0;
+}
+
 int
 mg_wait_blocking(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
                  int64_t deadline, mg_attempt_fn attempt, void *arg)
@@ -204,15 +224,9 @@ mg_wait_blocking(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
         if (me != NULL && atomic_exchange(&me->interrupted, 0)) {
             /* Someone set an asynchronous exception on this thread (or did,
              * before it last ran bytecode: then none is pending). */
-            pthread_mutex_unlock(mu);
-            sleeper_on(me, NULL, NULL);
-            PyEval_RestoreThread(ts);
-            if (mg_raise_pending_async_exc() < 0) {
+            if (with_gil(me, mu, cond, &ts, mg_raise_pending_async_exc) < 0) {
                 return -1;
             }
-            ts = PyEval_SaveThread();
-            sleeper_on(me, mu, cond);
-            pthread_mutex_lock(mu);
             continue;
         }
         until = deadline;
@@ -234,15 +248,9 @@ mg_wait_blocking(pthread_mutex_t *mu, pthread_cond_t *cond, int *nwaiters,
             if (r != 0) {
                 break;
             }
-            pthread_mutex_unlock(mu);
-            sleeper_on(me, NULL, NULL);
-            PyEval_RestoreThread(ts);
-            if (PyErr_CheckSignals() < 0) {
+            if (with_gil(me, mu, cond, &ts, PyErr_CheckSignals) < 0) {
                 return -1;
             }
-            ts = PyEval_SaveThread();
-            sleeper_on(me, mu, cond);
-            pthread_mutex_lock(mu);
         }
     }
     pthread_mutex_unlock(mu);
