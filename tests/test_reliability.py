@@ -358,7 +358,8 @@ def test_recycled_workers_close_while_timeouts_interrupt_them():
     """, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "left 0" in proc.stdout
-    assert "could not close" not in proc.stderr, proc.stderr
+    # Nor refused to reset (3.12/3.13 recycle by reset, which waits too).
+    assert "could not" not in proc.stderr, proc.stderr
 
 
 def test_finished_tasks_leave_the_watchdog_heap():

@@ -110,8 +110,8 @@ mg_state *mg_session_state(const mg_session *s);
 int64_t mg_interp_create(mg_state *st, const char *bootstrap);
 /* Replace every cached thread state of interpreter `id` (one multigil
  * created) by one new thread state, the calling thread's: what the old ones
- * held (the context of contextvars, ...) goes.  Nobody may be inside.  0, or
- * -1 with InterpreterError set. */
+ * held (the context of contextvars, ...) goes.  A thread inside is waited
+ * for.  0, or -1 with InterpreterError set (someone stayed inside 10 s). */
 int mg_interp_renew_thread_states(mg_state *st, int64_t id);
 /* How mg_interp_close treats what still runs in the interpreter.  Without
  * flags, a thread that entered it (a call from another thread) makes the

@@ -494,6 +494,9 @@ mg_interp_close(mg_state *st, int64_t id, int64_t deadline, int flags)
     return 0;
 }
 
+/* How long a reset waits for a thread that is inside the interpreter. */
+#define RENEW_WAIT_NS 10000000000LL
+
 int
 mg_interp_renew_thread_states(mg_state *st, int64_t id)
 {
@@ -501,16 +504,20 @@ mg_interp_renew_thread_states(mg_state *st, int64_t id)
     if (ip == NULL) {
         return -1;
     }
-    if (atomic_load(&ip->busy) > 0) {
+    ip->closing = 1;            /* nobody enters meanwhile */
+    UNLOCK();
+    /* Whoever is inside is about to leave (the pool's interrupter, which
+     * enters a worker's interpreter for a moment): wait for it. */
+    if (!mg_interp_wait_idle(ip, mg_now_ns() + RENEW_WAIT_NS)) {
+        LOCK();
+        ip->closing = 0;
         UNLOCK();
         mg_raise(st, MG_ERR_INTERPRETER, "interpreter %lld is running in another thread; wait "
                  "for that call to return (or stop the executor using it) before resetting it",
                  (long long)id);
         return -1;
     }
-    ip->closing = 1;            /* nobody enters meanwhile */
     atomic_fetch_add(&ip->busy, 1);
-    UNLOCK();
     PyThreadState *fresh = PyThreadState_New(ip->istate);
     mg_tnode *n = fresh ? PyMem_RawCalloc(1, sizeof(*n)) : NULL;
     if (n == NULL) {
