@@ -213,7 +213,7 @@ class Interpreter:
         if ok:
             return value  # type: ignore[no-any-return]
         if _exiting and ok is not None and value[0] == "SystemExit":
-            # The program exits and stopped this call (close_at_exit): end
+            # The program exits and stopped this call (_close_at_exit): end
             # this thread as quietly as the interpreter's own ones.
             raise SystemExit
         raise _call_failure(ok, value)
@@ -318,7 +318,7 @@ def _warn_before_fork() -> None:
 _EXIT_TIMEOUT = 5.0
 
 
-def close_when_idle(iid: int, timeout: float) -> None:
+def _close_when_idle(iid: int, timeout: float) -> None:
     """Close interpreter `iid`, waiting at most `timeout` seconds for every
     thread still in it, calls made from other threads included (for an owner
     that knows those are about to leave, as the executor's interrupter)."""
@@ -326,7 +326,7 @@ def close_when_idle(iid: int, timeout: float) -> None:
     _owned.discard(iid)
 
 
-def close_at_exit(iid: int) -> None:
+def _close_at_exit(iid: int) -> None:
     """Close interpreter `iid` as the program exits: stop every thread in it
     (SystemExit), wait for them at most ``_EXIT_TIMEOUT`` seconds, and end it
     even if it lends buffers (their memory then stays allocated until the
@@ -348,16 +348,16 @@ def _close_all() -> None:
     try:
         for iid in sorted(_owned, reverse=True):
             try:
-                close_at_exit(iid)
+                _close_at_exit(iid)
             except InterpreterError as exc:
                 stuck.append(str(exc))
     except KeyboardInterrupt:
-        exit_now("Ctrl-C while closing interpreters at exit", interrupted=True)
+        _exit_now("Ctrl-C while closing interpreters at exit", interrupted=True)
     if stuck:
-        exit_now("; ".join(stuck))
+        _exit_now("; ".join(stuck))
 
 
-def exit_now(reason: str, interrupted: bool = False) -> None:
+def _exit_now(reason: str, interrupted: bool = False) -> None:
     """End the process at once, without finalising the runtime.
 
     For when interpreters cannot be closed at exit (a thread is stuck in a C

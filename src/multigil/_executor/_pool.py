@@ -341,9 +341,9 @@ def _close(interp: interpreters.Interpreter) -> None:
     try:
         if _shutdown:
             # At exit: as the interpreters module would, a moment later.
-            interpreters.close_at_exit(interp.id)
+            interpreters._close_at_exit(interp.id)
         else:
-            interpreters.close_when_idle(interp.id, _CLOSE_TIMEOUT)
+            interpreters._close_when_idle(interp.id, _CLOSE_TIMEOUT)
     except InterpreterError as exc:
         # Threads the tasks started may still run in it, or it lends
         # buffers; the interpreters module closes it at exit.
@@ -619,7 +619,7 @@ def _python_exit() -> None:
         except KeyboardInterrupt:
             # Workers still run inside their interpreters (a task blocked in
             # C code): the runtime cannot be finalised under them.
-            interpreters.exit_now("Ctrl-C again at exit while tasks still ran",
+            interpreters._exit_now("Ctrl-C again at exit while tasks still ran",
                                   interrupted=True)
     _watchdog.stop()
 
