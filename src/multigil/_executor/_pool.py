@@ -620,7 +620,7 @@ def _python_exit() -> None:
             # Workers still run inside their interpreters (a task blocked in
             # C code): the runtime cannot be finalised under them.
             interpreters._exit_now("Ctrl-C again at exit while tasks still ran",
-                                  interrupted=True)
+                                   interrupted=True)
     _watchdog.stop()
 
 
