@@ -295,14 +295,12 @@ mg_main_thread(void)
 void
 mg_signals_block(sigset_t *saved)
 {
-    static const int process_signals[] = {
-        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD, SIGWINCH,
-    };
+    /* SIGINT only: the mask is inherited by the threads a task starts and by
+     * the processes they start (a forkserver needs SIGCHLD, a pool's workers
+     * SIGTERM). */
     sigset_t set;
     sigemptyset(&set);
-    for (size_t i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++) {
-        sigaddset(&set, process_signals[i]);
-    }
+    sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, saved);
 }
 

@@ -52,9 +52,8 @@ int mg_wait_init(void);
 /* That thread's PyThread_get_thread_ident() (0 until mg_wait_init ran), in
  * whichever interpreter it is now.  No GIL needed. */
 unsigned long mg_main_thread(void);
-/* Keep the process's asynchronous signals (SIGINT, SIGTERM, ...) away from
- * the calling thread, saving its mask in `saved`; mg_signals_restore undoes
- * it.  For threads that never handle signals (the executor's workers, and the
+/* Keep SIGINT (Ctrl-C) away from the calling thread, saving its mask in
+ * `saved`; mg_signals_restore undoes it.  For threads that never handle signals (the executor's workers, and the
  * threads their tasks start, which inherit the mask): the kernel delivers a
  * process signal to any thread that does not block it, and one delivered to
  * such a thread wakes no wait of the main thread, which then handles Ctrl-C
