@@ -479,8 +479,10 @@ class Fallback:
         return True
 
     def functions(self) -> tuple[str, ...]:
+        """The names of the functions decided so far, each once (partials of
+        one function, with other arguments bound, are decided apart)."""
         with self.lock:
-            return tuple(entry[0] for entry in self.decided.values())
+            return tuple(dict.fromkeys(entry[0] for entry in self.decided.values()))
 
     def _payload(self, fn: Any) -> Any:
         key = decision_key(fn)
