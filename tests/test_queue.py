@@ -214,14 +214,6 @@ def test_worker_takes_items_that_python_put(interps) -> None:  # type: ignore[no
     assert done == [(1, True, 5), (2, True, "x" * 5000 + "y")]
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 @pytest.mark.no_sanitizer  # ASan's redzones and quarantine: RSS means nothing there
 @pytest.mark.parametrize("make", [lambda i: i, lambda i: f"item-{i:015d}"], ids=["int", "str20"])
@@ -231,10 +223,10 @@ def test_a_queued_item_costs_about_its_size(make) -> None:  # type: ignore[no-un
     n = 1_000_000
     q = Queue()
     gc.collect()
-    before = _rss()
+    before = helpers.rss_kib() * 1024
     for i in range(n):
         q.put(make(i))
-    per_item = (_rss() - before) / n
+    per_item = (helpers.rss_kib() * 1024 - before) / n
     print(f"{per_item:.1f} bytes per queued item")
     for _ in range(n):
         q.get_nowait()
