@@ -372,6 +372,60 @@ if __name__ == "__main__":
     assert out["after"] == 1
 
 
+def test_a_process_that_dies_fails_its_tasks_and_a_fresh_pool_takes_over(
+        tmp_path: Path) -> None:
+    # A fallback process that exits in a task breaks its process pool: the
+    # task and those queued behind it fail with BrokenProcessPool (none stays
+    # pending), and the next task gets a fresh process pool.
+    proc = run_script(tmp_path, TASKS + """
+import concurrent.futures as cf
+
+def die():
+    np.zeros(1)
+    os._exit(3)
+
+if __name__ == "__main__":
+    out = {}
+    with InterpreterPoolExecutor(1, fallback="process") as pool:
+        pool.submit(norm, [1.0]).result(60)                 # decided
+        pool.submit(die).exception(60)                      # decided too (then breaks)
+        dying = pool.submit(die)
+        behind = [pool.submit(norm, [float(i)]) for i in range(3)]
+        done, pending = cf.wait([dying, *behind], timeout=60)
+        out["pending"] = len(pending)
+        out["dying"] = [type(dying.exception(0)).__name__, dying.ran_in, dying.stage]
+        out["behind"] = sorted({type(f.exception(0)).__name__ if f.exception(0) else "ok"
+                                for f in behind})
+        out["after"] = pool.submit(norm, [3.0, 4.0]).result(60)
+        last = pool.submit(norm, [1.0])
+        last.result(60)
+        out["ran_in"] = last.ran_in
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    assert out["pending"] == 0, out
+    assert out["dying"] == ["BrokenProcessPool", "process", None], out
+    assert set(out["behind"]) <= {"BrokenProcessPool", "ok"}, out
+    assert out["after"] == 5.0
+    assert out["ran_in"] == "process"
+
+
+def test_the_process_pool_submit_followed_is_the_standard_librarys() -> None:
+    # The fallback queues its work items as ProcessPoolExecutor.submit() does
+    # (_fallback.Processes._queue follows its body, less the future it
+    # makes).  A Python whose submit() differs needs that method reviewed.
+    import hashlib
+    import inspect
+    from concurrent.futures import ProcessPoolExecutor
+
+    source = inspect.getsource(ProcessPoolExecutor.submit)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    assert digest == "d1d42f5b5c5a9b32", (
+        f"ProcessPoolExecutor.submit of Python {sys.version.split()[0]} is not the one "
+        "multigil._executor._fallback.Processes._queue follows: review _queue against it, "
+        f"then record its digest {digest} here:\n{source}")
+
+
 def test_processes_get_the_pool_setup_and_the_script_globals(tmp_path: Path) -> None:
     # shared= and the initializer run in the fallback's processes as in the
     # worker interpreters; a script function sees the script's globals there.

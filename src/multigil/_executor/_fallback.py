@@ -26,10 +26,12 @@ The fallback hands the tasks it was given to its *runner* -- a forkserver
 (or spawn) ``ProcessPoolExecutor`` made on first need (:class:`Processes`),
 which takes each at once, or threads of this process (:class:`Threads`, for
 Dask's worker processes, which cannot start processes), which take one per
-free thread while the others wait in the fallback's own queue.  A future goes from PENDING to RUNNING when its task
-enters the process pool's call queue, as that pool's own future does
-(:class:`_WorkItems`; with threads: when it is handed over, to a free
-thread), so ``cancel()`` keeps the standard library's meaning;
+free thread while the others wait in the fallback's own queue.  The runner
+reports on each task to its :class:`_Reply`, which the process pool's work
+item holds in place of a future of its own: the task's future goes from
+PENDING to RUNNING when the task enters the process pool's call queue, as
+that pool's own future would (with threads: when it is handed over, to a
+free thread), so ``cancel()`` keeps the standard library's meaning;
 ``cancel(interrupt=True)`` and timeouts stop a task in its process
 (``_fallback_worker``).  Outcomes come back in the shape a worker interpreter
 reports them and complete the future through the pool's own ``_complete``.
@@ -43,7 +45,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import BrokenExecutor, Executor
 from functools import partial
 from types import FunctionType
 from typing import Any, Callable, Hashable, NamedTuple
@@ -51,6 +53,7 @@ from typing import Any, Callable, Hashable, NamedTuple
 from .. import _core, _pickler
 from .._errors import InterpreterImportError, TaskCancelled, exception_from
 from . import _fallback_worker, _watchdog
+from ._future import ENDED as _ENDED
 from ._future import InterpreterFuture
 from ._pool import _complete, _interrupted, _not_shareable, _python_exit, _Task
 
@@ -145,9 +148,10 @@ class _Runner:
     def ready(self) -> None:
         """Get ready to take tasks at exit (the pool's workers start)."""
 
-    def submit(self, task: _Task, payload: Any, args: Any,
-               kwargs: dict[str, Any] | None) -> Future[Any]:
-        """Start `task`; the future's result is ``_fallback_worker.run``'s."""
+    def submit(self, task: _Task, reply: _Reply, payload: Any, args: Any,
+               kwargs: dict[str, Any] | None) -> None:
+        """Start `task`, and tell `reply` how it went: ``_fallback_worker.run``'s
+        outcome, or the error that kept the runner from running it."""
         raise NotImplementedError
 
     def stop(self, tid: int) -> None:
@@ -171,9 +175,11 @@ class Processes(_Runner):
     kind = "process"
     # Every task is handed over at once, by the thread that submits it (a
     # process pool's submit() is costly: done in its manager thread, as
-    # tasks complete, it would slow every task down), and its future
-    # becomes RUNNING when the process pool moves it to its call queue,
-    # where the pool's own future would (:class:`_WorkItems`).
+    # tasks complete, it would slow every task down).  The process pool's
+    # work item holds the task's _Reply where its own future would be
+    # (see _queue): the process pool starts the task's future when it moves the
+    # item to its call queue, and completes it, through the reply; a task
+    # costs no second future, nor a done-callback.
     limit = sys.maxsize
     starts_tasks = True
 
@@ -185,8 +191,7 @@ class Processes(_Runner):
         self.lock = threading.Lock()
         self.executor: Any = None
         self.board: _fallback_worker.Board | None = None
-        # task id -> its future, from submit() until the process pool takes it
-        self.futures: dict[int, InterpreterFuture] = {}
+        self.process: Any = None  # concurrent.futures.process, once imported
 
     def payload(self, fn: Any) -> Any:
         # By name where the process finds it -- a function of the script
@@ -200,18 +205,20 @@ class Processes(_Runner):
             return fn  # the process pool says why it cannot send it
 
     def _executor(self) -> tuple[Any, _fallback_worker.Board]:
+        executor, board = self.executor, self.board
+        if executor is not None and not executor._broken and board is not None:
+            return executor, board
         with self.lock:
             if self.executor is None or self.executor._broken:
                 shared, initializer, initargs = self.setup
                 if callable(initializer):
                     initializer = self.payload(initializer)
-                self.executor, self.board = _start_processes(
-                    self.workers, (shared, initializer, initargs))
-                # The executor's table, and its call queue's (which fails the
-                # items whose arguments do not pickle).
-                items = _WorkItems(self.futures)
-                self.executor._pending_work_items = items
-                self.executor._call_queue.pending_work_items = items
+                executor, board = _start_processes(self.workers, (shared, initializer, initargs))
+                self.process = sys.modules["concurrent.futures.process"]
+                # The board first: a reader without the lock that sees the
+                # new executor sees its board.
+                self.board = board
+                self.executor = executor
             assert self.board is not None
             return self.executor, self.board
 
@@ -235,21 +242,48 @@ class Processes(_Runner):
             if queue._thread is None:
                 queue._start_thread()
 
-    def submit(self, task: _Task, payload: Any, args: Any,
-               kwargs: dict[str, Any] | None) -> Future[Any]:
-        call = (_fallback_worker.run, task.tid, payload, args, kwargs, task.chunk)
-        executor, _ = self._executor()
-        self.futures[task.tid] = task.future
+    def submit(self, task: _Task, reply: _Reply, payload: Any, args: Any,
+               kwargs: dict[str, Any] | None) -> None:
+        executor = self.executor
+        if executor is None or executor._broken:
+            executor, _ = self._executor()
+        item = self.process._WorkItem(reply, _fallback_worker.run,
+                                      (task.tid, payload, args, kwargs, task.chunk), {})
         try:
-            try:
-                fut: Future[Any] = executor.submit(*call)
-            except BrokenExecutor:  # BrokenProcessPool
-                # It broke since it was last used (a process died): a fresh one.
-                executor, _ = self._executor()
-                fut = executor.submit(*call)
-        finally:
-            self.futures.pop(task.tid, None)
-        return fut
+            self._queue(executor, item)
+        except BrokenExecutor:  # BrokenProcessPool
+            # It broke since it was last used (a process died): a fresh one.
+            executor, _ = self._executor()
+            self._queue(executor, item)
+
+    def _queue(self, executor: Any, item: Any) -> None:
+        """``ProcessPoolExecutor.submit()`` for a work item made by the
+        caller, whose future is a task's :class:`_Reply`.
+
+        The body of submit() is the same from CPython 3.12 to 3.15, and this
+        is it, less the future it makes (``tests/test_executor_fallback.py``
+        checks that the standard library's is still the one followed here).
+        The manager thread then calls on the reply what it would on that
+        future: starts it as it moves the item to the call queue, completes
+        it with the result or the error, fails it when the pool breaks,
+        cancels it at a shutdown with ``cancel_futures``.
+        """
+        process = self.process
+        with executor._shutdown_lock:
+            if executor._broken:
+                raise process.BrokenProcessPool(executor._broken)
+            if executor._shutdown_thread:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if process._global_shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            executor._pending_work_items[executor._queue_count] = item
+            executor._work_ids.put(executor._queue_count)
+            executor._queue_count += 1
+            # Wake up the manager thread
+            executor._executor_manager_thread_wakeup.wakeup()
+            if executor._safe_to_dynamically_spawn_children:
+                executor._adjust_process_count()
+            executor._start_executor_manager_thread()
 
     def stop(self, tid: int) -> None:
         board, signum = self.board, _fallback_worker.STOP_SIGNAL
@@ -271,38 +305,6 @@ class Processes(_Runner):
             executor = self.executor
         if executor is not None:
             executor.shutdown(wait=wait)
-
-
-class _WorkItems(dict):  # type: ignore[type-arg]
-    """A process pool's table of queued work items
-    (``ProcessPoolExecutor._pending_work_items``, which its call queue shares;
-    CPython 3.8 to 3.15 fill it in submit() before the manager thread can see
-    the item).  The future of
-    each item our submit() sends gets a ``set_running_or_notify_cancel`` --
-    what the manager thread calls when it moves the item to the call queue --
-    that starts the task's own future first: a task cancelled until then
-    never runs, one started cannot be cancelled without ``interrupt``, as in
-    the process pool itself."""
-
-    def __init__(self, futures: dict[int, InterpreterFuture]) -> None:
-        super().__init__()
-        self.futures = futures
-
-    def __setitem__(self, key: Any, item: Any) -> None:
-        fut = self.futures.pop(item.args[0], None)  # run(tid, ...)
-        if fut is not None:
-            item.future.set_running_or_notify_cancel = partial(_start, fut, item.future)
-        super().__setitem__(key, item)
-
-
-def _start(fut: InterpreterFuture, inner: Future[Any]) -> bool:
-    """The task's future goes RUNNING with the process pool's (`inner`), or
-    the process pool skips it if the task was cancelled or stopped."""
-    if fut._mg_start():
-        fut._mg_ran_in = "process"
-    else:
-        inner.cancel()
-    return Future.set_running_or_notify_cancel(inner)
 
 
 def _in_main_script(fn: Any) -> bool:
@@ -372,25 +374,30 @@ class Threads(_Runner):
         self.executor: Executor | None = None
         self.starts: dict[int, float] = {}
 
-    def submit(self, task: _Task, payload: Any, args: Any,
-               kwargs: dict[str, Any] | None) -> Future[Any]:
+    def submit(self, task: _Task, reply: _Reply, payload: Any, args: Any,
+               kwargs: dict[str, Any] | None) -> None:
         with self.lock:
             if self.executor is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self.executor = ThreadPoolExecutor(self.limit, self.name)
             executor = self.executor
-        return executor.submit(self._call, task.tid, payload, args, kwargs, task.chunk)
+        executor.submit(self._call, reply, task.tid, payload, args, kwargs, task.chunk)
 
-    def _call(self, tid: int, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any] | None,
-              chunk: int) -> tuple[bool | None, Any, str | None]:
+    def _call(self, reply: _Reply, tid: int, fn: Callable[..., Any], args: Any,
+              kwargs: dict[str, Any] | None, chunk: int) -> None:
         self.starts[tid] = time.monotonic()
         try:
-            return _fallback_worker.outcome(fn, args, kwargs, chunk)
+            outcome: tuple[bool | None, Any, str | None] = _fallback_worker.outcome(
+                fn, args, kwargs, chunk)
         except TaskCancelled:
-            return None, None, None
+            outcome = None, None, None
+        except BaseException as exc:  # never leave the future pending
+            reply.set_exception(exc)
+            return
         finally:
             self.starts.pop(tid, None)
+        reply.set_result(outcome)
 
     def started(self, tid: int) -> float | None:
         return self.starts.get(tid)
@@ -400,6 +407,46 @@ class Threads(_Runner):
             executor = self.executor
         if executor is not None:
             executor.shutdown(wait=wait)
+
+
+class _Reply:
+    """Where a runner reports how one task went; what a process pool's work
+    item holds in place of its future (:meth:`Processes._queue`), so it has
+    the few methods of a Future that the process pool calls on it.  Each
+    leads to :meth:`Fallback._done` once: the first of them that ends the
+    task."""
+
+    __slots__ = ("fallback", "task")
+
+    def __init__(self, fallback: Fallback, task: _Task) -> None:
+        self.fallback = fallback
+        self.task = task
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """The task starts (for a process pool: it moves to the call queue);
+        False if it was cancelled or stopped meanwhile: it is dropped."""
+        fut = self.task.future
+        if fut._mg_start():
+            fut._mg_ran_in = self.fallback.runner.kind
+            return True
+        self.fallback._done(self.task, None, None, ran=False)
+        return False
+
+    def set_result(self, outcome: tuple[bool | None, Any, str | None]) -> None:
+        """The task ran: ``_fallback_worker.run``'s outcome."""
+        self.fallback._done(self.task, outcome, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        """The runner could not run the task, or send its outcome back."""
+        self.fallback._done(self.task, None, exc)
+
+    def cancel(self) -> bool:
+        """The runner drops the task if it has not started (a process pool
+        that shuts down with ``cancel_futures``)."""
+        if not self.task.future.cancel():
+            return False
+        self.fallback._done(self.task, None, None, ran=False)
+        return True
 
 
 # Set while a fallback completes a future in this thread (its done-callbacks
@@ -422,6 +469,8 @@ class Fallback:
         # function object met under the key, what stands for it in the
         # runner's submit) or None]
         self.decided: dict[Hashable, list[Any]] = {}
+        self.decisions = 0                        # made so far (see _entry)
+        self.last: tuple[Any, list[Any] | None, int] = (None, None, 0)
         self.waiting: deque[_Task] = deque()     # taken, not handed over yet
         self.live: dict[InterpreterFuture, _Task] = {}   # taken, not done
         self.handed = 0                           # handed over, not done
@@ -445,13 +494,25 @@ class Fallback:
         """Whether the task ``fn(*args, **kwargs)`` goes straight to the fallback."""
         if not self.decided:
             return False
-        try:
-            entry = self.decided.get(decision_key(fn))
-        except TypeError:  # unhashable
-            return False
+        last = self.last
+        entry = last[1] if last[0] is fn and last[2] == self.decisions else self._entry(fn)
         if entry is None:
             return False
         return bool(entry[1]) or not (_core.is_shareable(args) and _core.is_shareable(kwargs))
+
+    def _entry(self, fn: Any) -> list[Any] | None:
+        """The decision on `fn`, if there is one.  The last function looked
+        up is remembered with its entry in ``last``, valid until the next
+        decision: a burst of one function's tasks computes its key once (the
+        callers read ``last`` first)."""
+        decisions = self.decisions  # read first: a decision made meanwhile voids the memo
+        try:
+            key = decision_key(fn)
+            entry = None if key is None else self.decided.get(key)
+        except TypeError:  # unhashable
+            return None
+        self.last = (fn, entry, decisions)
+        return entry
 
     def retry(self, task: _Task, raw: tuple[Any, ...], stage: str) -> bool:
         """Take a task whose worker could not rebuild its function or
@@ -471,6 +532,7 @@ class Fallback:
                 if entry is None and len(self.decided) >= self.KEPT:
                     self.decided.pop(next(iter(self.decided)))
                 self.decided[key] = [_name(fn), whole, None]
+                self.decisions += 1
         if new:
             LOGGER.info("multigil: %s of %s run in the %s fallback from now on: %s",
                         "the tasks" if whole else "the tasks with pickled arguments",
@@ -485,11 +547,8 @@ class Fallback:
             return tuple(dict.fromkeys(entry[0] for entry in self.decided.values()))
 
     def _payload(self, fn: Any) -> Any:
-        key = decision_key(fn)
-        try:
-            entry = self.decided.get(key) if key is not None else None
-        except TypeError:
-            entry, key = None, None
+        last = self.last
+        entry = last[1] if last[0] is fn and last[2] == self.decisions else self._entry(fn)
         cached = None if entry is None else entry[2]
         if cached is not None and cached[0] is fn:
             return cached[1]
@@ -507,8 +566,8 @@ class Fallback:
         fut._mg_spin = False
         if self.runner.starts_tasks:  # it takes every task at once
             with self.lock:
-                if fut.done():
-                    return  # cancelled meanwhile
+                if fut._state in _ENDED:
+                    return  # cancelled meanwhile (a later cancel: see _Reply)
                 self.live[fut] = task
                 self.handed += 1
             self._hand(task)
@@ -546,46 +605,52 @@ class Fallback:
             if task.timeout is not None:
                 task.deadline = _watchdog.watch(time.monotonic() + task.timeout,
                                                 partial(self._check_deadline, task))
-            rfut = runner.submit(task, self._payload(fn), args, kwargs)
+            runner.submit(task, _Reply(self, task), self._payload(fn), args, kwargs)
         except BaseException as exc:  # never leave the future pending
             self._finish(task)
             err = RuntimeError(f"the {runner.kind} fallback could not run the task: {exc}")
             err.__cause__ = exc
             task.future._mg_complete(exc=err)
-            return
-        rfut.add_done_callback(partial(self._done, task))
 
-    def _finish(self, task: _Task, ran: bool = True) -> None:
+    def _finish(self, task: _Task, ran: bool = True) -> bool:
+        """Forget a handed-over task; False if it was forgotten already."""
         with self.lock:
+            if self.live.pop(task.future, None) is None:
+                return False
             self.handed -= 1
-            self.live.pop(task.future, None)
             if ran:
                 self.done += task.chunk or 1
         if task.deadline is not None:
             task.deadline.cancel()
+        return True
 
-    def _done(self, task: _Task, rfut: Future[Any]) -> None:
-        """The runner's outcome of `task` (in its thread: for a process pool,
-        its manager thread)."""
-        self._finish(task, ran=not rfut.cancelled())
-        _completing.active = True
-        try:
-            self._complete(task, rfut)
-        except BaseException as exc:  # never leave a future unfinished
-            task.future._mg_complete(exc=exc)
-        finally:
-            _completing.active = False
+    def _done(self, task: _Task, outcome: tuple[bool | None, Any, str | None] | None,
+              exc: BaseException | None, ran: bool = True) -> None:
+        """The runner's report on `task` (from its thread: for a process
+        pool, its manager thread): `outcome` or `exc`, or neither if it did
+        not run the task (`ran` false: its future is done already)."""
+        if not self._finish(task, ran):
+            return
+        if ran:
+            _completing.active = True
+            try:
+                if (exc is None and outcome is not None and outcome[0] is True
+                        and not task.chunk and task.stop is None):
+                    task.future._mg_complete(outcome[1])  # the common case, in short
+                else:
+                    self._complete(task, outcome, exc)
+            except BaseException as err:  # never leave a future unfinished
+                task.future._mg_complete(exc=err)
+            finally:
+                _completing.active = False
         if self.waiting:
             self._dispatch()
         else:
             self._close_if_idle()
 
-    def _complete(self, task: _Task, rfut: Future[Any]) -> None:
-        if rfut.cancelled():
-            return  # by _start: the task's own future is done already
-        try:
-            ok, value, stage = rfut.result()
-        except BaseException as exc:
+    def _complete(self, task: _Task, outcome: tuple[bool | None, Any, str | None] | None,
+                  exc: BaseException | None) -> None:
+        if exc is not None:
             if task.stop is None:
                 stage = _stage_of(exc)
                 if stage is not None:
@@ -596,6 +661,8 @@ class Fallback:
                         "the fallback's process", exc)
                 task.future._mg_complete(exc=exc, stage=stage)
             return
+        assert outcome is not None
+        ok, value, stage = outcome
         if ok is None:  # interrupted: by the pool (its future is complete), or by itself
             if task.stop is None:
                 task.future._mg_complete(exc=_interrupted(), stage="call")

@@ -61,7 +61,10 @@ class Board:
         # start: at most the process pool's call queue (slots + 1) and the
         # tasks running (slots) at a time; twice that and some to spare.
         self.ring_size = 4 * slots + 8
-        self.cells = ctx.RawArray("q", _CELLS * slots + self.ring_size)
+        # ... and after the ring, how many stops were ever asked for: while
+        # none was, a task starts without reading the ring.
+        self.asked = _CELLS * slots + self.ring_size
+        self.cells = ctx.RawArray("q", self.asked + 1)
         self.lock = ctx.Lock()
         self.next = 0  # where the main process writes the next stop request
 
@@ -73,6 +76,7 @@ class Board:
         ring = _CELLS * self.slots
         with self.lock:
             cells[ring + self.next] = tid
+            cells[self.asked] += 1
             self.next = (self.next + 1) % self.ring_size
             for base in range(0, ring, _CELLS):
                 if cells[base + _TASK] == tid:
@@ -104,12 +108,17 @@ class Board:
     def begin(self, base: int, tid: int) -> bool:
         """Mark `tid` as running in slot `base`; False if it was stopped already."""
         cells = self.cells
-        ring = _CELLS * self.slots
-        with self.lock:
-            if tid in cells[ring:ring + self.ring_size]:
-                return False
+        lock = self.lock
+        lock.acquire()
+        try:
+            if cells[self.asked]:
+                ring = _CELLS * self.slots
+                if tid in cells[ring:ring + self.ring_size]:
+                    return False
             cells[base + _START] = time.monotonic_ns()
             cells[base + _TASK] = tid
+        finally:
+            lock.release()
         return True
 
     def stopping(self, base: int) -> int:
