@@ -9,8 +9,8 @@ Every round measures each peer in turn (interleaved; medians, min-max):
                function returns its argument), on warm pools, the decision
                cached: a plain forkserver ProcessPoolExecutor against the
                fallback pool.  "latency": submit(f, i).result() one at a
-               time, the median task, µs; "throughput": 2,000 submits, then wait for
-               all, µs a task; and the CPU time this process spent a task
+               time, the median task, µs; "throughput": 2,000 submits,
+               then wait for all, µs a task; and the CPU time this process spent a task
                (its threads, not the worker processes), which load from
                other jobs moves less than wall-clock time
   first task   the first task of a function in a warm fallback pool: the

@@ -53,7 +53,6 @@ from typing import Any, Callable, Hashable, NamedTuple
 from .. import _core, _pickler
 from .._errors import InterpreterImportError, TaskCancelled, exception_from
 from . import _fallback_worker, _watchdog
-from ._future import ENDED as _ENDED
 from ._future import InterpreterFuture
 from ._pool import _complete, _interrupted, _not_shareable, _python_exit, _Task
 
@@ -244,9 +243,7 @@ class Processes(_Runner):
 
     def submit(self, task: _Task, reply: _Reply, payload: Any, args: Any,
                kwargs: dict[str, Any] | None) -> None:
-        executor = self.executor
-        if executor is None or executor._broken:
-            executor, _ = self._executor()
+        executor, _ = self._executor()
         item = self.process._WorkItem(reply, _fallback_worker.run,
                                       (task.tid, payload, args, kwargs, task.chunk), {})
         try:
@@ -494,17 +491,18 @@ class Fallback:
         """Whether the task ``fn(*args, **kwargs)`` goes straight to the fallback."""
         if not self.decided:
             return False
-        last = self.last
-        entry = last[1] if last[0] is fn and last[2] == self.decisions else self._entry(fn)
+        entry = self._entry(fn)
         if entry is None:
             return False
         return bool(entry[1]) or not (_core.is_shareable(args) and _core.is_shareable(kwargs))
 
     def _entry(self, fn: Any) -> list[Any] | None:
         """The decision on `fn`, if there is one.  The last function looked
-        up is remembered with its entry in ``last``, valid until the next
-        decision: a burst of one function's tasks computes its key once (the
-        callers read ``last`` first)."""
+        up is remembered with its entry, valid until the next decision: a
+        burst of one function's tasks computes its key once."""
+        last = self.last
+        if last[0] is fn and last[2] == self.decisions:
+            return last[1]
         decisions = self.decisions  # read first: a decision made meanwhile voids the memo
         try:
             key = decision_key(fn)
@@ -547,8 +545,7 @@ class Fallback:
             return tuple(dict.fromkeys(entry[0] for entry in self.decided.values()))
 
     def _payload(self, fn: Any) -> Any:
-        last = self.last
-        entry = last[1] if last[0] is fn and last[2] == self.decisions else self._entry(fn)
+        entry = self._entry(fn)
         cached = None if entry is None else entry[2]
         if cached is not None and cached[0] is fn:
             return cached[1]
@@ -566,7 +563,7 @@ class Fallback:
         fut._mg_spin = False
         if self.runner.starts_tasks:  # it takes every task at once
             with self.lock:
-                if fut._state in _ENDED:
+                if fut.done():
                     return  # cancelled meanwhile (a later cancel: see _Reply)
                 self.live[fut] = task
                 self.handed += 1
@@ -634,11 +631,7 @@ class Fallback:
         if ran:
             _completing.active = True
             try:
-                if (exc is None and outcome is not None and outcome[0] is True
-                        and not task.chunk and task.stop is None):
-                    task.future._mg_complete(outcome[1])  # the common case, in short
-                else:
-                    self._complete(task, outcome, exc)
+                self._complete(task, outcome, exc)
             except BaseException as err:  # never leave a future unfinished
                 task.future._mg_complete(exc=err)
             finally:

@@ -108,17 +108,12 @@ class Board:
     def begin(self, base: int, tid: int) -> bool:
         """Mark `tid` as running in slot `base`; False if it was stopped already."""
         cells = self.cells
-        lock = self.lock
-        lock.acquire()
-        try:
-            if cells[self.asked]:
-                ring = _CELLS * self.slots
-                if tid in cells[ring:ring + self.ring_size]:
-                    return False
+        ring = _CELLS * self.slots
+        with self.lock:
+            if cells[self.asked] and tid in cells[ring:ring + self.ring_size]:
+                return False
             cells[base + _START] = time.monotonic_ns()
             cells[base + _TASK] = tid
-        finally:
-            lock.release()
         return True
 
     def stopping(self, base: int) -> int:

@@ -30,10 +30,7 @@ from typing import Any, Callable
 
 from .. import _core
 
-__all__ = ["InterpreterFuture", "ENDED"]
-
-#: The states of a future that is done (cancelled, or finished).
-ENDED = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
+__all__ = ["InterpreterFuture"]
 
 #: How long result() and exception() spin for a task to end before they
 #: sleep: a round trip's worth.  They spin with the GIL released and yield
