@@ -11,11 +11,13 @@ those listed before it:
                    (the pool's per-task timeouts);
 * ``_fallback_worker`` -- what runs a task in the fallback's processes (or
                    threads), and how the main process stops it there;
+* ``_processes`` -- the fallback's processes: each task written straight to
+                   a free one, every result read by one thread;
 * ``_pool``     -- the executor's engine: the task records, worker threads,
                    the shared task queue, how an outcome completes a future,
                    stopping tasks, shutdown, broken pools, exit;
 * ``_fallback`` -- ``fallback="process"``: tasks that refuse interpreters
-                   run in a forkserver process pool instead;
+                   run in forkserver processes instead;
 * ``_chunks``   -- ``map``: chunking, ordered and unordered results, progress.
 
 None of them is imported inside worker interpreters: a worker runs only the

@@ -22,16 +22,15 @@ rebuilt, all of its tasks go to the fallback; when its arguments could not
 (they would be pickled): ``len(array)`` goes, ``len([1, 2])`` still runs in
 an interpreter.
 
-The fallback hands the tasks it was given to its *runner* -- a forkserver
-(or spawn) ``ProcessPoolExecutor`` made on first need (:class:`Processes`),
-which takes each at once, or threads of this process (:class:`Threads`, for
-Dask's worker processes, which cannot start processes), which take one per
-free thread while the others wait in the fallback's own queue.  The runner
-reports on each task to its :class:`_Reply`, which the process pool's work
-item holds in place of a future of its own: the task's future goes from
-PENDING to RUNNING when the task enters the process pool's call queue, as
-that pool's own future would (with threads: when it is handed over, to a
-free thread), so ``cancel()`` keeps the standard library's meaning;
+The fallback hands the tasks it was given to its *runner* -- forkserver (or
+spawn) processes started on first need (:class:`Processes`, run by
+``_processes.ProcessPool``), which take each task at once, or threads of this
+process (:class:`Threads`, for Dask's worker processes, which cannot start
+processes), which take one per free thread while the others wait in the
+fallback's own queue.  The runner reports on each task to its
+:class:`_Reply`: the task's future goes from PENDING to RUNNING when the
+task is written to a process (with threads: when it is handed to a free
+thread), so ``cancel()`` keeps the standard library's meaning;
 ``cancel(interrupt=True)`` and timeouts stop a task in its process
 (``_fallback_worker``).  Outcomes come back in the shape a worker interpreter
 reports them and complete the future through the pool's own ``_complete``.
@@ -45,16 +44,19 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import BrokenExecutor, Executor
+from concurrent.futures import Executor
 from functools import partial
 from types import FunctionType
-from typing import Any, Callable, Hashable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, NamedTuple
 
 from .. import _core, _pickler
 from .._errors import InterpreterImportError, TaskCancelled, exception_from
 from . import _fallback_worker, _watchdog
 from ._future import InterpreterFuture
-from ._pool import _complete, _interrupted, _not_shareable, _python_exit, _Task
+from ._pool import _complete, _interrupted, _not_shareable, _Task
+
+if TYPE_CHECKING:
+    from ._processes import ProcessPool
 
 __all__ = ["PoolStats", "Fallback", "Processes", "Threads", "refused", "KINDS"]
 
@@ -165,32 +167,32 @@ class _Runner:
 
 
 class Processes(_Runner):
-    """A ``ProcessPoolExecutor`` with the forkserver start method (spawn where
-    there is none), made on first need: ``fork`` with interpreters alive
-    crashes the child.  Its processes are set up as the pool's interpreters
-    are (``shared``, then the initializer), and tasks in them can be
-    stopped (:class:`_fallback_worker.Board`)."""
+    """Processes started with the forkserver method (spawn where there is
+    none) on first need: ``fork`` with interpreters alive crashes the
+    child.  They are set up as the pool's interpreters are (``shared``, then
+    the initializer), and tasks in them can be stopped
+    (:class:`_fallback_worker.Board`).  :class:`_processes.ProcessPool` runs
+    them."""
 
     kind = "process"
-    # Every task is handed over at once, by the thread that submits it (a
-    # process pool's submit() is costly: done in its manager thread, as
-    # tasks complete, it would slow every task down).  The process pool's
-    # work item holds the task's _Reply where its own future would be
-    # (see _queue): the process pool starts the task's future when it moves the
-    # item to its call queue, and completes it, through the reply; a task
-    # costs no second future, nor a done-callback.
+    # Every task is handed over at once, by the thread that submits it: the
+    # process pool writes it to a free process then and there, or keeps it
+    # until one is free.
     limit = sys.maxsize
     starts_tasks = True
 
     def __init__(self, workers: int, initializer: Any, initargs: tuple[Any, ...],
                  shared: dict[str, Any] | None) -> None:
+        # Imported now, not at the first task: that may come at exit, when
+        # the modules it imports can no longer register their exit hooks.
+        from . import _processes
+
+        self.make_pool = _processes.ProcessPool
         self.workers = workers
         self.setup = (shared, initializer, initargs)
-        _register_exit_hook()
         self.lock = threading.Lock()
-        self.executor: Any = None
+        self.pool: ProcessPool | None = None
         self.board: _fallback_worker.Board | None = None
-        self.process: Any = None  # concurrent.futures.process, once imported
 
     def payload(self, fn: Any) -> Any:
         # By name where the process finds it -- a function of the script
@@ -201,86 +203,46 @@ class Processes(_Runner):
         try:
             return _pickler.dumps(fn)
         except Exception:
-            return fn  # the process pool says why it cannot send it
+            return fn  # pickling the task says why it cannot be sent
 
-    def _executor(self) -> tuple[Any, _fallback_worker.Board]:
-        executor, board = self.executor, self.board
-        if executor is not None and not executor._broken and board is not None:
-            return executor, board
+    def _pool(self) -> ProcessPool:
+        pool = self.pool
+        if pool is not None:
+            return pool
         with self.lock:
-            if self.executor is None or self.executor._broken:
+            if self.pool is None:
+                import multiprocessing
+
+                if multiprocessing.current_process().daemon:
+                    raise RuntimeError(
+                        "this process is daemonic (a worker of multiprocessing, or of Dask), and "
+                        "a daemonic process cannot start processes; run this work in the "
+                        "calling process instead")
+                methods = multiprocessing.get_all_start_methods()
+                ctx = multiprocessing.get_context(
+                    "forkserver" if "forkserver" in methods else "spawn")
                 shared, initializer, initargs = self.setup
                 if callable(initializer):
                     initializer = self.payload(initializer)
-                executor, board = _start_processes(self.workers, (shared, initializer, initargs))
-                self.process = sys.modules["concurrent.futures.process"]
                 # The board first: a reader without the lock that sees the
-                # new executor sees its board.
-                self.board = board
-                self.executor = executor
-            assert self.board is not None
-            return self.executor, self.board
+                # pool sees its board.
+                self.board = _fallback_worker.Board(ctx, self.workers)
+                self.pool = self.make_pool(self.workers, ctx, self.board,
+                                           (shared, initializer, initargs))
+            return self.pool
 
     def ready(self) -> None:
-        # Python 3.12 starts no thread at exit, and a process pool needs two:
-        # its manager thread, and its call queue's feeder thread.  A task that
-        # the workers hand over while the program exits (one submitted just
-        # before) would wait for ever.  There, make the process pool and start
-        # both threads now (no process starts until a task comes), as its
-        # first submit() would; 3.13+ start them at exit all right.
-        if sys.version_info >= (3, 13):
-            return
-        executor, _ = self._executor()
-        start = getattr(executor, "_start_executor_manager_thread", None)
-        queue: Any = getattr(executor, "_call_queue", None)
-        if start is None or not hasattr(queue, "_start_thread"):
-            return
-        with executor._shutdown_lock:
-            start()
-        with queue._notempty:
-            if queue._thread is None:
-                queue._start_thread()
+        # Python 3.12 starts no thread at exit, and the process pool needs
+        # its reader thread: a task that the workers hand over while the
+        # program exits (one submitted just before) would wait for ever.
+        # There, make the pool now (no process starts until a task comes);
+        # 3.13+ start the thread at exit all right.
+        if sys.version_info < (3, 13):
+            self._pool()
 
     def submit(self, task: _Task, reply: _Reply, payload: Any, args: Any,
                kwargs: dict[str, Any] | None) -> None:
-        executor, _ = self._executor()
-        item = self.process._WorkItem(reply, _fallback_worker.run,
-                                      (task.tid, payload, args, kwargs, task.chunk), {})
-        try:
-            self._queue(executor, item)
-        except BrokenExecutor:  # BrokenProcessPool
-            # It broke since it was last used (a process died): a fresh one.
-            executor, _ = self._executor()
-            self._queue(executor, item)
-
-    def _queue(self, executor: Any, item: Any) -> None:
-        """``ProcessPoolExecutor.submit()`` for a work item made by the
-        caller, whose future is a task's :class:`_Reply`.
-
-        The body of submit() is the same from CPython 3.12 to 3.15, and this
-        is it, less the future it makes (``tests/test_executor_fallback.py``
-        checks that the standard library's is still the one followed here).
-        The manager thread then calls on the reply what it would on that
-        future: starts it as it moves the item to the call queue, completes
-        it with the result or the error, fails it when the pool breaks,
-        cancels it at a shutdown with ``cancel_futures``.
-        """
-        process = self.process
-        with executor._shutdown_lock:
-            if executor._broken:
-                raise process.BrokenProcessPool(executor._broken)
-            if executor._shutdown_thread:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if process._global_shutdown:
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            executor._pending_work_items[executor._queue_count] = item
-            executor._work_ids.put(executor._queue_count)
-            executor._queue_count += 1
-            # Wake up the manager thread
-            executor._executor_manager_thread_wakeup.wakeup()
-            if executor._safe_to_dynamically_spawn_children:
-                executor._adjust_process_count()
-            executor._start_executor_manager_thread()
+        self._pool().submit(reply, (task.tid, payload, args, kwargs, task.chunk))
 
     def stop(self, tid: int) -> None:
         board, signum = self.board, _fallback_worker.STOP_SIGNAL
@@ -299,9 +261,9 @@ class Processes(_Runner):
 
     def close(self, wait: bool) -> None:
         with self.lock:
-            executor = self.executor
-        if executor is not None:
-            executor.shutdown(wait=wait)
+            pool = self.pool
+        if pool is not None:
+            pool.close(wait)
 
 
 def _in_main_script(fn: Any) -> bool:
@@ -317,43 +279,6 @@ def _in_main_script(fn: Any) -> bool:
     for part in str(getattr(fn, "__qualname__", "<")).split("."):
         obj = getattr(obj, part, None)
     return obj is fn
-
-
-_exit_hook_registered = False
-
-
-def _register_exit_hook() -> None:
-    """Make multigil's exit hook run before concurrent.futures.process's.
-
-    That module's hook, registered when it is imported, stops its pools from
-    taking tasks at exit, and exit hooks run newest first: registered again
-    after it, multigil's hook -- which finishes every pool, and the tasks its
-    workers hand to the fallback meanwhile -- comes first.  Called when a
-    fallback is made, not when it starts its processes: at exit, neither
-    import nor registration is possible any more.
-    """
-    global _exit_hook_registered
-    import concurrent.futures.process  # noqa: F401  (registers its hook)
-
-    if not _exit_hook_registered:
-        threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-        _exit_hook_registered = True
-
-
-def _start_processes(workers: int, setup: tuple[Any, ...]) -> tuple[Any, _fallback_worker.Board]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if multiprocessing.current_process().daemon:
-        raise RuntimeError(
-            "this process is daemonic (a worker of multiprocessing, or of Dask), and a daemonic "
-            "process cannot start processes; run this work in the calling process instead")
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    board = _fallback_worker.Board(ctx, workers)
-    executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_fallback_worker.init,
-                                   initargs=(board, *setup))
-    return executor, board
 
 
 class Threads(_Runner):
@@ -407,10 +332,8 @@ class Threads(_Runner):
 
 
 class _Reply:
-    """Where a runner reports how one task went; what a process pool's work
-    item holds in place of its future (:meth:`Processes._queue`), so it has
-    the few methods of a Future that the process pool calls on it.  Each
-    leads to :meth:`Fallback._done` once: the first of them that ends the
+    """Where a runner reports how one task went (``_processes.Reply``).  Each
+    report leads to :meth:`Fallback._done` once: the first that ends the
     task."""
 
     __slots__ = ("fallback", "task")
@@ -420,8 +343,8 @@ class _Reply:
         self.task = task
 
     def set_running_or_notify_cancel(self) -> bool:
-        """The task starts (for a process pool: it moves to the call queue);
-        False if it was cancelled or stopped meanwhile: it is dropped."""
+        """The task starts (for processes: it is written to one); False if
+        it was cancelled or stopped meanwhile: it is dropped."""
         fut = self.task.future
         if fut._mg_start():
             fut._mg_ran_in = self.fallback.runner.kind
@@ -433,17 +356,10 @@ class _Reply:
         """The task ran: ``_fallback_worker.run``'s outcome."""
         self.fallback._done(self.task, outcome, None)
 
-    def set_exception(self, exc: BaseException) -> None:
-        """The runner could not run the task, or send its outcome back."""
-        self.fallback._done(self.task, None, exc)
-
-    def cancel(self) -> bool:
-        """The runner drops the task if it has not started (a process pool
-        that shuts down with ``cancel_futures``)."""
-        if not self.task.future.cancel():
-            return False
-        self.fallback._done(self.task, None, None, ran=False)
-        return True
+    def set_exception(self, exc: BaseException, stage: str | None = None) -> None:
+        """The runner could not run the task (`stage`: its arguments could
+        not be sent, its result could not come back; None: its process died)."""
+        self.fallback._done(self.task, None, exc, stage=stage)
 
 
 # Set while a fallback completes a future in this thread (its done-callbacks
@@ -622,16 +538,16 @@ class Fallback:
         return True
 
     def _done(self, task: _Task, outcome: tuple[bool | None, Any, str | None] | None,
-              exc: BaseException | None, ran: bool = True) -> None:
-        """The runner's report on `task` (from its thread: for a process
-        pool, its manager thread): `outcome` or `exc`, or neither if it did
-        not run the task (`ran` false: its future is done already)."""
+              exc: BaseException | None, ran: bool = True, stage: str | None = None) -> None:
+        """The runner's report on `task` (from its thread: for processes,
+        their reader thread): `outcome`, or `exc` met at `stage`, or neither
+        if it did not run the task (`ran` false: its future is done already)."""
         if not self._finish(task, ran):
             return
         if ran:
             _completing.active = True
             try:
-                self._complete(task, outcome, exc)
+                self._complete(task, outcome, exc, stage)
             except BaseException as err:  # never leave a future unfinished
                 task.future._mg_complete(exc=err)
             finally:
@@ -642,10 +558,9 @@ class Fallback:
             self._close_if_idle()
 
     def _complete(self, task: _Task, outcome: tuple[bool | None, Any, str | None] | None,
-                  exc: BaseException | None) -> None:
+                  exc: BaseException | None, stage: str | None) -> None:
         if exc is not None:
             if task.stop is None:
-                stage = _stage_of(exc)
                 if stage is not None:
                     exc = _not_shareable(
                         "args not shareable: the task's arguments could not be sent to the "
@@ -730,16 +645,3 @@ class Fallback:
             return  # a done-callback of ours called shutdown(wait=True)
         self.closed.wait()
         self.runner.close(wait=True)
-
-
-def _stage_of(exc: BaseException) -> str | None:
-    """Where a task failed that the process pool itself reports (not the
-    call, which ``_fallback_worker`` reports): its arguments could not be
-    pickled here, its result could not be pickled there, or the pool broke
-    (None)."""
-    if isinstance(exc, BrokenExecutor) or exc.__cause__ is None:  # BrokenProcessPool
-        return None
-    # The process pool sends a result it cannot pickle back as the error,
-    # with the remote traceback of its _sendback_result as __cause__; an
-    # argument it cannot pickle fails in this process's queue feeder.
-    return "result" if "_sendback_result" in str(exc.__cause__) else "arguments"

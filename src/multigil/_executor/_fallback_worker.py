@@ -1,7 +1,7 @@
 """What a pool's fallback runs where its tasks go: one call, and how it is stopped.
 
-A task that refuses interpreters runs in a process of the fallback's
-``ProcessPoolExecutor`` (or, in a Dask worker, in a thread): :func:`outcome`
+A task that refuses interpreters runs in one of the fallback's processes
+(``_processes``; in a Dask worker, in a thread): :func:`outcome`
 calls it and describes what happened exactly as a worker interpreter does --
 ``(True, result, None)`` or ``(False, excinfo, stage)``, the excinfo made by
 ``multigil._remote.capture`` -- so the pool completes the future the same way
@@ -14,10 +14,17 @@ tasks to stop.  To stop a task, the main process writes its id into the ring
 and sends ``SIGUSR1`` to the process whose slot names it; the process's
 handler raises :class:`~multigil.TaskCancelled` in the task at its next
 bytecode boundary, once, and only if the task is still the one it runs.  A
-task whose id is in the ring when it starts (stopped while it waited in the
-process pool's call queue) is skipped.  Both sides take the board's lock to
+task whose id is in the ring when it starts (stopped while it was on its way
+to the process) is skipped.  Both sides take the board's lock to
 write or read a slot's task and the ring together, so a task that starts as
 it is stopped is seen by one side or the other.
+
+:func:`serve` is each process's whole life: set up, then one task at a time
+from its own pipe, each outcome back on its own pipe (see
+``_processes``, the main process's side).  Messages to the main process are
+pickled tuples: ``(READY,)`` once set up, ``(SETUP_FAILED, excinfo)``, then
+per task ``(DONE, outcome)`` or ``(FAILED, stage, excinfo)``: the task's
+arguments could not be rebuilt here, or its result could not be pickled.
 
 This module runs in the fallback's processes: it imports only the standard
 library and the bottom of multigil (``_errors``, ``_remote``).
@@ -37,7 +44,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["Board", "outcome", "init", "run", "STOP_SIGNAL"]
+__all__ = ["Board", "outcome", "init", "run", "serve", "STOP_SIGNAL",
+           "READY", "SETUP_FAILED", "DONE", "FAILED"]
 
 #: How the main process interrupts a task in a fallback process (None: it cannot).
 STOP_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)
@@ -47,19 +55,22 @@ STOP_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)
 _PID, _TASK, _START = range(3)
 _CELLS = 3
 
+# What a process says to the main process (the first item of a message).
+READY, SETUP_FAILED, DONE, FAILED = range(4)
+
 
 class Board:
     """Integers shared by the main process and its fallback processes.
 
     Made in the main process with its multiprocessing context; it reaches
-    each process as an argument of the process pool's initializer.
+    process as an argument of :func:`serve`.
     """
 
     def __init__(self, ctx: Any, slots: int) -> None:
         self.slots = slots
         # Stop requests stay in the ring while the task they name may still
-        # start: at most the process pool's call queue (slots + 1) and the
-        # tasks running (slots) at a time; twice that and some to spare.
+        # start: the tasks being written to processes and those running
+        # (slots each) at a time; twice that and some to spare.
         self.ring_size = 4 * slots + 8
         # ... and after the ring, how many stops were ever asked for: while
         # none was, a task starts without reading the ring.
@@ -82,6 +93,14 @@ class Board:
                 if cells[base + _TASK] == tid:
                     return int(cells[base + _PID])
         return None
+
+    def release(self, pid: int) -> None:
+        """Free the slot of process `pid`, which has ended."""
+        cells = self.cells
+        with self.lock:
+            for base in range(0, _CELLS * self.slots, _CELLS):
+                if cells[base + _PID] == pid:
+                    cells[base + _PID] = cells[base + _TASK] = 0
 
     def started(self, tid: int) -> float | None:
         """When task `tid` started in its process (time.monotonic()), if it runs."""
@@ -174,7 +193,7 @@ _FUNCTIONS_KEPT = 256
 
 def init(board: Board | None, shared: dict[str, Any] | None,
          initializer: Any, initargs: tuple[Any, ...]) -> None:
-    """The process pool's initializer: take a slot, install the stop handler,
+    """Set a fallback process up: take a slot, install the stop handler,
     then set up ``__main__`` as the pool's worker interpreters are
     (``shared``, then the initializer: a callable, by-value pickled bytes or
     source code)."""
@@ -260,3 +279,47 @@ def run(tid: int, payload: Any, args: Any, kwargs: dict[str, Any] | None,
         if board is not None and base >= 0:
             board.cells[base + _TASK] = 0
         return None, None, None
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
+def serve(calls: Any, results: Any, board: Board | None, shared: dict[str, Any] | None,
+          initializer: Any, initargs: tuple[Any, ...]) -> None:
+    """A fallback process: set up (:func:`init`), then run the tasks that
+    come on `calls` until it closes, each outcome sent on `results` (the two
+    ends of its pipes, ``multiprocessing`` connections)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    dumps, loads = ForkingPickler.dumps, ForkingPickler.loads
+    # Ctrl-C reaches every process of the terminal's group: the main process
+    # answers it (it stops the tasks here that it wants stopped).  A handler
+    # that does nothing, not SIG_IGN, which the task's own subprocesses
+    # would inherit.
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        init(board, shared, initializer, initargs)
+    except BaseException as exc:
+        results.send_bytes(dumps((SETUP_FAILED, capture(exc))))
+        return
+    results.send_bytes(dumps((READY,)))
+    while True:
+        try:
+            data = calls.recv_bytes()
+        except (EOFError, OSError):
+            return  # the main process closed the pipe: no more tasks
+        try:
+            call = loads(data)
+        except BaseException as exc:
+            message: Any = (FAILED, "arguments", capture(exc))
+        else:
+            message = (DONE, run(*call))
+            call = None
+        data = None  # the task's objects go before the process waits for the next
+        try:
+            sent = dumps(message)
+        except BaseException as exc:  # the result cannot be pickled
+            sent = dumps((FAILED, "result", capture(exc)))
+        message = None
+        results.send_bytes(sent)
