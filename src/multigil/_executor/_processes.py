@@ -74,16 +74,32 @@ class _Item:
 class _Process:
     """One process of the pool, its two pipes (this side's ends), its task."""
 
-    __slots__ = ("process", "calls", "results", "item", "ready", "set_up_failed", "dead")
+    __slots__ = ("process", "calls", "calls_lock", "results", "item", "ready",
+                 "set_up_failed", "dead")
 
     def __init__(self, process: Any, calls: Any, results: Any) -> None:
         self.process = process
-        self.calls = calls           # written by whoever gave it `item`
+        self.calls = calls           # written by whoever gave it `item`, closed by
+        self.calls_lock = threading.Lock()  # ... any thread: one at a time
         self.results = results       # read by the reader thread only
         self.item: _Item | None = None
         self.ready = False           # set up: it takes tasks
         self.set_up_failed = False
         self.dead = False
+
+    def send(self, data: Any) -> None:
+        """Write a task to the process (it is reading: it has no other)."""
+        with self.calls_lock:
+            if not self.calls.closed:
+                try:
+                    self.calls.send_bytes(data)
+                except OSError:
+                    pass  # the process died: the reader fails its task
+
+    def end(self) -> None:
+        """Close the process's call pipe: its serve() returns when it reads that."""
+        with self.calls_lock:
+            self.calls.close()
 
 
 class ProcessPool:
@@ -142,7 +158,7 @@ class ProcessPool:
             self.closing = True
             idle, self.idle = self.idle, []
         for proc in idle:
-            proc.calls.close()  # its serve() reads the end of the pipe, and returns
+            proc.end()
         self._wake()
         if wait and threading.current_thread() is not self.reader:
             self.reader.join()
@@ -189,10 +205,7 @@ class ProcessPool:
         while item is not None:
             if item.reply.set_running_or_notify_cancel():
                 data, item.data = item.data, None
-                try:
-                    proc.calls.send_bytes(data)
-                except OSError:
-                    pass  # the process died: the reader fails its task
+                proc.send(data)
                 return
             item = self._next(proc)
 
@@ -206,7 +219,7 @@ class ProcessPool:
             if not self.closing:
                 self.idle.append(proc)
                 return None
-        proc.calls.close()
+        proc.end()
         return None
 
     def _orphans(self) -> list[_Item]:
@@ -349,7 +362,7 @@ class ProcessPool:
                 orphans, self.waiting = list(self.waiting), deque()
             spawn = proc.ready and self._should_spawn()
         proc.results.close()
-        proc.calls.close()
+        proc.end()
         how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
                else f"exited with code {code}")
         if item is not None:
