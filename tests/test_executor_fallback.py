@@ -448,10 +448,16 @@ def init(how):
 if __name__ == "__main__":
     out = {}
     for how in ("raise", "exit"):
-        with InterpreterPoolExecutor(2, fallback="process", initializer=init,
+        with InterpreterPoolExecutor(1, fallback="process", initializer=init,
                                      initargs=(how,)) as pool:
             futures = [pool.submit(norm, [1.0]) for _ in range(3)]
-            done, pending = cf.wait(futures, timeout=60)
+            # a task that comes as the process fails (from a done-callback,
+            # in the thread that reads the processes) still gets a process
+            late = []
+            futures[0].add_done_callback(lambda f: late.append(pool.submit(norm, [2.0])))
+            cf.wait(futures, timeout=60)
+            done, pending = cf.wait(futures + late, timeout=60)
+            out[how + "_late"] = len(late)
             out[how] = [len(pending), sorted({type(f.exception(0)).__name__ for f in done}),
                         str(futures[0].exception(0))]
             out[how + "_pure"] = pool.submit(pure, 3).result(60)
@@ -463,6 +469,7 @@ if __name__ == "__main__":
     assert out["exit"][:2] == [0, ["BrokenProcessPool"]], out
     assert "exited with code 4 while it was being set up" in out["exit"][2], out
     assert out["raise_pure"] == out["exit_pure"] == 5
+    assert out["raise_late"] == out["exit_late"] == 1
 
 
 def test_processes_get_the_pool_setup_and_the_script_globals(tmp_path: Path) -> None:

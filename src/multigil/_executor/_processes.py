@@ -62,13 +62,14 @@ class Reply(Protocol):
 
 
 class _Item:
-    """A task on its way: its reply, and the call pickled."""
+    """A task on its way: its reply, the call pickled (until it is sent)."""
 
-    __slots__ = ("reply", "data")
+    __slots__ = ("reply", "data", "sent")
 
     def __init__(self, reply: Reply, data: Any) -> None:
         self.reply = reply
         self.data = data
+        self.sent = False
 
 
 class _Process:
@@ -87,14 +88,19 @@ class _Process:
         self.set_up_failed = False
         self.dead = False
 
-    def send(self, data: Any) -> None:
-        """Write a task to the process (it is reading: it has no other)."""
+    def send(self, item: _Item) -> bool:
+        """Write `item` to the process (it is reading: it has no other task);
+        False if the process has ended (the item is as it was)."""
         with self.calls_lock:
-            if not self.calls.closed:
-                try:
-                    self.calls.send_bytes(data)
-                except OSError:
-                    pass  # the process died: the reader fails its task
+            if self.calls.closed:
+                return False
+            try:
+                self.calls.send_bytes(item.data)
+            except OSError:
+                return False
+            item.sent = True
+            item.data = None
+            return True
 
     def end(self) -> None:
         """Close the process's call pipe: its serve() returns when it reads that."""
@@ -121,6 +127,8 @@ class ProcessPool:
         self.added: list[_Process] = []  # started, for the reader to watch
         self.waiting: deque[_Item] = deque()
         self.closing = False
+        self.ended = False           # the reader thread has ended
+        self.broken: str | None = None   # ... on this error (see _abandon)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.selector = selectors.DefaultSelector()
@@ -139,6 +147,8 @@ class ProcessPool:
             reply.set_exception(exc, "arguments")
             return
         with self.lock:
+            if self.broken is not None:
+                raise BrokenProcessPool(f"the process fallback failed: {self.broken}")
             if self.closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             proc = self.idle.pop() if self.idle else None
@@ -196,7 +206,14 @@ class ProcessPool:
         calls_r.close()     # the process's ends: its exit closes them for good
         results_w.close()
         with self.lock:
-            self.added.append(_Process(process, calls_w, results_r))
+            ended = self.ended
+            if not ended:
+                self.added.append(_Process(process, calls_w, results_r))
+        if ended:  # the reader failed meanwhile (see _abandon)
+            process.kill()
+            calls_w.close()
+            results_r.close()
+            return
         self._wake()
 
     def _run(self, proc: _Process, item: _Item | None) -> None:
@@ -204,10 +221,25 @@ class ProcessPool:
         while it waited is dropped, and the next one taken."""
         while item is not None:
             if item.reply.set_running_or_notify_cancel():
-                data, item.data = item.data, None
-                proc.send(data)
+                if not proc.send(item):
+                    self._put_back(proc, item)
                 return
             item = self._next(proc)
+
+    def _put_back(self, proc: _Process, item: _Item) -> None:
+        """`proc` ended before `item` could be written to it: the item waits
+        again, first (the reader counts the process out)."""
+        with self.lock:
+            if proc.item is item:
+                proc.item = None
+            broken = self.broken
+            if broken is None:
+                self.waiting.appendleft(item)
+            spawn = broken is None and self._should_spawn()
+        if broken is not None:
+            self._fail([item], BrokenProcessPool(f"the process fallback failed: {broken}"), None)
+        elif spawn:
+            self._spawn()
 
     def _next(self, proc: _Process) -> _Item | None:
         """The next waiting task, given to `proc`; else `proc` is free."""
@@ -238,10 +270,13 @@ class ProcessPool:
             item.reply.set_exception(exc)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # awake already, or closed at the end
+        with self.lock:
+            if self.ended:
+                return  # its pipe is closed: the number may be another file's now
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # awake already
 
     # -------------------------------------------------- reader thread --
 
@@ -253,9 +288,11 @@ class ProcessPool:
             LOGGER.critical("multigil: the process fallback's reader failed", exc_info=True)
             self._abandon(exc)
         finally:
-            self.selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self.lock:
+                self.ended = True
+                self.selector.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _read_once(self) -> bool:
         """Handle what is ready; False once the pool is closed and its processes gone."""
@@ -340,6 +377,7 @@ class ProcessPool:
                 pass
         with self.lock:
             proc.dead = True  # it gets no task any more
+        proc.end()  # from now on a task written to it comes back (_put_back)
         # What it sent before it ended still counts.
         while True:
             try:
@@ -347,9 +385,10 @@ class ProcessPool:
                     break
             except (EOFError, OSError):
                 break
+        pid = proc.process.pid
+        self.board.release(pid)  # before the pid can be another process's
         proc.process.join()
-        pid, code = proc.process.pid, proc.process.exitcode
-        self.board.release(pid)
+        how = _how_it_ended(proc.process.exitcode)
         with self.lock:
             self.count -= 1
             if not proc.ready and not proc.set_up_failed:
@@ -357,14 +396,13 @@ class ProcessPool:
             if proc in self.idle:
                 self.idle.remove(proc)
             item, proc.item = proc.item, None
+            if item is not None and not item.sent:
+                item = None  # it never reached the process: its sender puts it back
             orphans: list[_Item] = []
             if not (proc.ready or proc.set_up_failed):
                 orphans, self.waiting = list(self.waiting), deque()
-            spawn = proc.ready and self._should_spawn()
+            spawn = self._should_spawn()
         proc.results.close()
-        proc.end()
-        how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
-               else f"exited with code {code}")
         if item is not None:
             self._fail([item], BrokenProcessPool(
                 f"the process fallback's process {pid} {how} while it ran this task; "
@@ -378,6 +416,8 @@ class ProcessPool:
         """The reader cannot go on (a bug): fail every task, end the processes."""
         with self.lock:
             self.closing = True
+            self.ended = True  # no process starts, no task waits any more
+            self.broken = f"{type(exc).__name__}: {exc}"
             items = list(self.waiting)
             self.waiting.clear()
             procs = list(self.idle) + list(self.added)
@@ -388,5 +428,14 @@ class ProcessPool:
             if proc.item is not None:
                 items.append(proc.item)
             proc.process.kill()
-        self._fail(items, BrokenProcessPool(
-            f"the process fallback failed: {type(exc).__name__}: {exc}"), exc)
+            proc.end()
+        self._fail(items, BrokenProcessPool(f"the process fallback failed: {self.broken}"), exc)
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
