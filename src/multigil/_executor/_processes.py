@@ -195,13 +195,7 @@ class ProcessPool:
         except BaseException as exc:
             for end in ends:
                 end.close()
-            with self.lock:
-                self.count -= 1
-                self.starting -= 1
-                orphans = self._orphans()
-            self._fail(orphans, BrokenProcessPool(
-                f"the process fallback could not start a process: {type(exc).__name__}: {exc}"),
-                exc)
+            self._not_started(f"could not start a process: {type(exc).__name__}: {exc}", exc)
             return
         calls_r.close()     # the process's ends: its exit closes them for good
         results_w.close()
@@ -209,12 +203,22 @@ class ProcessPool:
             ended = self.ended
             if not ended:
                 self.added.append(_Process(process, calls_w, results_r))
-        if ended:  # the reader failed meanwhile (see _abandon)
+        if ended:  # the reader has ended meanwhile (see _abandon): no one would read it
             process.kill()
             calls_w.close()
             results_r.close()
+            self._not_started(f"failed: {self.broken or 'its reader has ended'}", None)
             return
         self._wake()
+
+    def _not_started(self, why: str, cause: BaseException | None) -> None:
+        """A process counted by _should_spawn did not start: uncount it, and
+        fail the waiting tasks if no other process will run them."""
+        with self.lock:
+            self.count -= 1
+            self.starting -= 1
+            orphans = self._orphans()
+        self._fail(orphans, BrokenProcessPool(f"the process fallback {why}"), cause)
 
     def _run(self, proc: _Process, item: _Item | None) -> None:
         """Write `item` (given to `proc`) to its process; a task cancelled
