@@ -188,6 +188,23 @@ if __name__ == "__main__":
     assert report(proc) == {"sums": [2_000_000.0 * i for i in range(12)], "ran_in": ["process"]}
 
 
+def test_a_worker_that_hands_a_queued_task_over_is_idle_again(tmp_path: Path) -> None:
+    # The second task is queued before the first one's failure decides that
+    # its function goes to the fallback: the worker skips it and waits for
+    # the next task, counted idle (as the pool counts a worker that finished
+    # a task), so that a later task does not start a worker for nothing.
+    proc = run_script(tmp_path, TASKS + """
+if __name__ == "__main__":
+    with InterpreterPoolExecutor(1, fallback="process") as pool:
+        first, second = pool.submit(norm, [3.0, 4.0]), pool.submit(norm, [6.0, 8.0])
+        results = [first.result(60), second.result(60)]
+        out = {"results": results, "retried": pool.stats().retried,
+               "idle": pool._pool.idle, "pure": pool.submit(pure, 3).result(60)}
+    print(json.dumps(out))
+""")
+    assert report(proc) == {"results": [5.0, 10.0], "retried": 1, "idle": 1, "pure": 5}
+
+
 def test_exception_of_a_fallen_back_task_keeps_type_and_traceback(tmp_path: Path) -> None:
     proc = run_script(tmp_path, TASKS + """
 def broken(x):

@@ -197,14 +197,26 @@ class _Slot:
             return False  # it has ended; this worker may run another one now
         return self.pool.stop_task(tid)
 
+    def _free(self) -> None:
+        """This worker has no task now: idle if none is queued, as
+        ThreadPoolExecutor's workers count themselves (told before a future
+        completes, so that the next submit of a caller that waited for it
+        finds this worker idle)."""
+        pool = self.pool
+        if pool.queue.empty():
+            with pool.lock:
+                pool.idle += 1
+
     def on_start(self, tid: int) -> bool:
         pool = self.pool
         task = pool.pending.get(tid)
         if task is None:
+            self._free()  # skipped (cancelled)
             return False
         if task.call is not None and pool.fallback.routes(*task.call):
             # Queued before its function was found to refuse interpreters.
             del pool.pending[tid]
+            self._free()
             pool.fallback.take(task)
             return False
         task.worker = self.worker
@@ -221,20 +233,17 @@ class _Slot:
                                                     partial(pool.stop_task, tid, True))
             except BaseException as exc:  # e.g. no thread for the timeout
                 pool.pending.pop(tid, None)
+                self._free()
                 fut._mg_complete(exc=exc)
                 return False
             return True
         pool.pending.pop(tid, None)
+        self._free()  # skipped (cancelled, or stopped while queued)
         return False
 
     def on_done(self, tid: int, ok: bool | None, value: Any, stage: str | None) -> None:
         pool = self.pool
-        if pool.queue.empty():
-            # Idle from now on, as ThreadPoolExecutor's workers count
-            # themselves: told before the future completes, so that the next
-            # submit of a caller that waited for it finds this worker idle.
-            with pool.lock:
-                pool.idle += 1
+        self._free()
         task = pool.pending.pop(tid, None)
         if task is None:
             return
