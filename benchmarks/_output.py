@@ -1,4 +1,4 @@
-"""What the Dask and joblib benchmarks do with their results."""
+"""What the benchmarks share: the report and its samples, and this process's RSS."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def finish(results: dict[str, Any], text: str, json_path: str | None) -> int:
 def verdict(ok: bool, text: str) -> str:
     """One line of a report's targets: ``  [ok] text`` or ``  [MISS] text``."""
     return f"  [{'ok' if ok else 'MISS'}] {text}"
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process, in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")

@@ -311,11 +311,9 @@ def report_bytes(res: dict[str, Any]) -> str:
 # ------------------------------------------------- recycling: flat memory --
 
 def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    from _output import rss_bytes
+
+    return rss_bytes() / (1 << 20)
 
 
 def run_recycle(recycles: int = 300, workers: int = 2) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _output import rss_bytes as rss  # noqa: E402
 from _tasks import noop  # noqa: E402
 
 from multigil import InterpreterPoolExecutor, Queue, SharedBuffer, interpreters  # noqa: E402
@@ -37,15 +38,6 @@ from multigil import InterpreterPoolExecutor, Queue, SharedBuffer, interpreters 
 MIB = 1 << 20
 # CPython 3.12 and 3.13 keep each destroyed interpreter's memory.
 LEAKS_PER_INTERPRETER = sys.version_info < (3, 14)
-
-
-def rss() -> int:
-    """The resident set size of this process, in bytes (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def echo_buffers(ping: Any, pong: Any) -> int:
