@@ -627,3 +627,71 @@ if __name__ == "__main__":
     # the process it ran in ended before the program did (it was joined)
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
+
+
+def test_a_storm_of_deaths_cancels_timeouts_and_large_results_leaves_nothing_pending(
+        tmp_path: Path) -> None:
+    # 400 tasks on 2 processes, seeded: some end their process, some time
+    # out or are cancelled (also while they run), some return 2.4 MB.  Every
+    # future completes; only the tasks that ended their process fail with
+    # BrokenProcessPool; every other result is right.
+    proc = run_script(tmp_path, TASKS + """
+import random
+import time
+import concurrent.futures as cf
+
+def work(kind, n):
+    np.zeros(1)
+    if kind == "die":
+        os._exit(7)
+    if kind == "spin":
+        end = time.monotonic() + n
+        while time.monotonic() < end:
+            pass
+    if kind == "big":
+        return np.ones(n)
+    if kind == "raise":
+        raise ValueError(n)
+    return n
+
+if __name__ == "__main__":
+    rnd = random.Random(7)
+    calls = []
+    with InterpreterPoolExecutor(2, fallback="process") as pool:
+        for i in range(400):
+            r = rnd.random()
+            kind = ("die" if r < 0.03 else "spin" if r < 0.10 else "big" if r < 0.15
+                    else "raise" if r < 0.20 else "pure" if r < 0.40 else "ok")
+            if kind == "spin":
+                fut = pool.schedule(work, (kind, rnd.choice([0.01, 0.3])), timeout=0.1)
+            elif kind == "pure":
+                fut = pool.submit(pure, i)
+            else:
+                fut = pool.submit(work, kind, 300_000 if kind == "big" else i)
+            calls.append((kind, i, fut))
+            if rnd.random() < 0.1:
+                rnd.choice(calls)[2].cancel(interrupt=rnd.random() < 0.5)
+        done, pending = cf.wait([fut for _, _, fut in calls], timeout=120)
+        wrong = []
+        for kind, i, fut in calls:
+            if fut in pending or fut.cancelled():
+                continue
+            exc = fut.exception()
+            got = type(exc).__name__ if exc else fut.result()
+            expected = {"die": "BrokenProcessPool", "raise": "ValueError",
+                        "pure": sum(j * j for j in range(i)), "ok": i}.get(kind)
+            if kind == "spin":
+                ok = got in ("TimeoutError", 0.01)
+            elif kind == "big":
+                ok = exc is None and float(got.sum()) == 300_000
+            else:
+                ok = got == expected
+            if not ok:
+                wrong.append([kind, i, str(exc or got)[:200]])
+        out = {"pending": len(pending), "wrong": wrong, "died": sum(
+            1 for kind, _, fut in calls if kind == "die" and not fut.cancelled())}
+    print(json.dumps(out))
+""")
+    out = report(proc)
+    assert out["pending"] == 0 and out["wrong"] == [], out
+    assert out["died"] > 0
