@@ -489,6 +489,26 @@ if __name__ == "__main__":
     assert out["raise_late"] == out["exit_late"] == 1
 
 
+def test_max_tasks_per_worker_replaces_the_processes_too(tmp_path: Path) -> None:
+    # As the interpreters start afresh after max_tasks_per_worker tasks, so do
+    # the fallback's processes: a fresh process takes over, no task fails.
+    proc = run_script(tmp_path, TASKS + """
+def pid_of(i):
+    np.zeros(1)
+    return os.getpid()
+
+if __name__ == "__main__":
+    with InterpreterPoolExecutor(2, fallback="process", max_tasks_per_worker=2) as pool:
+        one_by_one = [pool.submit(pid_of, i).result(60) for i in range(6)]
+        burst = [f.result(60) for f in [pool.submit(pid_of, i) for i in range(12)]]
+    counts = {pid: (one_by_one + burst).count(pid) for pid in set(one_by_one + burst)}
+    print(json.dumps({"most": max(counts.values()), "processes": len(counts)}))
+""")
+    out = report(proc)
+    assert out["most"] <= 2, out
+    assert out["processes"] >= 9, out
+
+
 def test_processes_get_the_pool_setup_and_the_script_globals(tmp_path: Path) -> None:
     # shared= and the initializer run in the fallback's processes as in the
     # worker interpreters; a script function sees the script's globals there.

@@ -163,7 +163,8 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
                            max_tasks_per_worker or 0)
         if fallback == "process":
             self._pool.fallback = _fallback.Fallback(_fallback.Processes(
-                max_workers, initializer, tuple(initargs), self._pool.shared))
+                max_workers, initializer, tuple(initargs), self._pool.shared,
+                max_tasks_per_worker or 0))
         # Dropping the executor shuts the pool down (the workers end once the
         # work already queued is done), as with the stdlib executors.
         fin = weakref.finalize(self, self._pool.shutdown, False)

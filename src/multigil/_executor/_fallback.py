@@ -182,13 +182,14 @@ class Processes(_Runner):
     starts_tasks = True
 
     def __init__(self, workers: int, initializer: Any, initargs: tuple[Any, ...],
-                 shared: dict[str, Any] | None) -> None:
+                 shared: dict[str, Any] | None, max_tasks: int = 0) -> None:
         # Imported now, not at the first task: that may come at exit, when
         # the modules it imports can no longer register their exit hooks.
         from . import _processes
 
         self.make_pool = _processes.ProcessPool
         self.workers = workers
+        self.max_tasks = max_tasks  # a process's, as the pool's max_tasks_per_worker
         self.setup = (shared, initializer, initargs)
         self.lock = threading.Lock()
         self.pool: ProcessPool | None = None
@@ -228,7 +229,7 @@ class Processes(_Runner):
                 # pool sees its board.
                 self.board = _fallback_worker.Board(ctx, self.workers)
                 self.pool = self.make_pool(self.workers, ctx, self.board,
-                                           (shared, initializer, initargs))
+                                           (shared, initializer, initargs), self.max_tasks)
             return self.pool
 
     def ready(self) -> None:

@@ -23,6 +23,10 @@ by the reader thread.  Processes start as tasks need them, up to the
 pool's size, with the caller's multiprocessing context (forkserver: ``fork``
 with interpreters alive crashes the child).
 
+With `max_tasks`, a process that has run that many tasks is told to end
+(its call pipe is closed) and another takes its place, as workers of the
+pool with ``max_tasks_per_worker`` start afresh.
+
 A process that dies fails the one task it ran, with ``BrokenProcessPool``;
 the pool goes on, and starts another process when tasks wait.  A process
 that dies or fails while it is being set up (its initializer raised) fails
@@ -76,7 +80,7 @@ class _Process:
     """One process of the pool, its two pipes (this side's ends), its task."""
 
     __slots__ = ("process", "calls", "calls_lock", "results", "item", "ready",
-                 "set_up_failed", "dead")
+                 "set_up_failed", "dead", "tasks", "retired")
 
     def __init__(self, process: Any, calls: Any, results: Any) -> None:
         self.process = process
@@ -87,6 +91,8 @@ class _Process:
         self.ready = False           # set up: it takes tasks
         self.set_up_failed = False
         self.dead = False
+        self.tasks = 0               # tasks it has run
+        self.retired = False         # told to end after max_tasks (uncounted then)
 
     def send(self, item: _Item) -> bool:
         """Write `item` to the process (it is reading: it has no other task);
@@ -110,11 +116,13 @@ class _Process:
 
 class ProcessPool:
     """Up to `size` processes of `ctx` running ``_fallback_worker.serve``
-    with `setup` (what follows its pipes), each stoppable through `board`."""
+    with `setup` (what follows its pipes), each stoppable through `board`,
+    each replaced after `max_tasks` tasks (0: never)."""
 
     def __init__(self, size: int, ctx: Any, board: _fallback_worker.Board,
-                 setup: tuple[Any, ...]) -> None:
+                 setup: tuple[Any, ...], max_tasks: int = 0) -> None:
         self.size = size
+        self.max_tasks = max_tasks
         self.ctx = ctx
         self.board = board
         self.setup = setup
@@ -314,7 +322,10 @@ class ProcessPool:
         for proc in dict.fromkeys(deaths):
             self._died(proc)
         with self.lock:
-            return not (self.closing and self.count == 0)
+            over = self.closing and self.count == 0
+        # ... and the processes told to end are reaped (the wake-up pipe is
+        # all the selector watches)
+        return not (over and len(self.selector.get_map()) == 1)
 
     def _take_added(self) -> None:
         try:
@@ -363,13 +374,28 @@ class ProcessPool:
                 stage: str | None) -> None:
         """`proc`'s task ended: give it the next one, then complete the reply."""
         item = proc.item
-        self._run(proc, self._next(proc))
+        proc.tasks += 1
+        if self.max_tasks and proc.tasks >= self.max_tasks:
+            self._retire(proc)
+        else:
+            self._run(proc, self._next(proc))
         if item is None:
             return
         if exc is None:
             item.reply.set_result(outcome)
         else:
             item.reply.set_exception(exc, stage)
+
+    def _retire(self, proc: _Process) -> None:
+        """`proc` has run its max_tasks: it ends, another starts if tasks wait."""
+        with self.lock:
+            proc.item = None
+            proc.retired = True
+            self.count -= 1
+            spawn = self._should_spawn()
+        proc.end()
+        if spawn:
+            self._spawn()
 
     def _died(self, proc: _Process) -> None:
         """`proc`'s process ended: fail its task (and, if it never got set
@@ -394,7 +420,8 @@ class ProcessPool:
         proc.process.join()
         how = _how_it_ended(proc.process.exitcode)
         with self.lock:
-            self.count -= 1
+            if not proc.retired:
+                self.count -= 1
             if not proc.ready and not proc.set_up_failed:
                 self.starting -= 1
             if proc in self.idle:
