@@ -422,7 +422,6 @@ def die():
 if __name__ == "__main__":
     out = {}
     with InterpreterPoolExecutor(1, fallback="process") as pool:
-        first = pool.submit(where).result(60)[0]
         pool.submit(norm, [1.0]).result(60)                 # decided
         pool.submit(die).exception(60)                      # decided too (and died)
         dying = pool.submit(die)

@@ -63,7 +63,7 @@ class Board:
     """Integers shared by the main process and its fallback processes.
 
     Made in the main process with its multiprocessing context; it reaches
-    process as an argument of :func:`serve`.
+    each process as an argument of :func:`serve`.
     """
 
     def __init__(self, ctx: Any, slots: int) -> None:
