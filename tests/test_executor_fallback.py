@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_executor_script import DESCRIBE, report, run_script
+from test_executor_script import DESCRIBE, report, run_script, script_env
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(sys.platform == "win32", reason="forkserver and SIGUSR1")]
@@ -623,9 +623,7 @@ if __name__ == "__main__":
     with InterpreterPoolExecutor(1, fallback="process") as pool:
         pool.submit(spin_in_process).result()
 """)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).parent)] + [p for p in sys.path if p]))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=script_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

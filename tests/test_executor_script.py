@@ -40,10 +40,14 @@ def run_script(tmp_path: Path, source: str, name: str = "script.py",
     importable; fails the test if it does not end in time."""
     script = tmp_path / name
     script.write_text(textwrap.dedent(source))
-    path = [str(TESTS)] + [p for p in sys.path if p]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tmp_path)
+                          timeout=timeout, env=script_env(), cwd=tmp_path)
+
+
+def script_env() -> dict[str, str]:
+    """The environment a test's script runs in: the tests' modules importable."""
+    path = [str(TESTS)] + [p for p in sys.path if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path))
 
 
 def report(proc: subprocess.CompletedProcess[str]) -> Any:

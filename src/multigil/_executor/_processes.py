@@ -226,7 +226,7 @@ class ProcessPool:
             self.count -= 1
             self.starting -= 1
             orphans = self._orphans()
-        self._fail(orphans, BrokenProcessPool(f"the process fallback {why}"), cause)
+        self._fail(orphans, f"the process fallback {why}", cause)
 
     def _run(self, proc: _Process, item: _Item | None) -> None:
         """Write `item` (given to `proc`) to its process; a task cancelled
@@ -249,7 +249,7 @@ class ProcessPool:
                 self.waiting.appendleft(item)
             spawn = broken is None and self._should_spawn()
         if broken is not None:
-            self._fail([item], BrokenProcessPool(f"the process fallback failed: {broken}"), None)
+            self._fail([item], f"the process fallback failed: {broken}", None)
         elif spawn:
             self._spawn()
 
@@ -266,18 +266,21 @@ class ProcessPool:
         proc.end()
         return None
 
+    def _take_waiting(self) -> list[_Item]:
+        """With the lock: the waiting tasks, taken."""
+        items = list(self.waiting)
+        self.waiting.clear()
+        return items
+
     def _orphans(self) -> list[_Item]:
         """With the lock: the waiting tasks, taken, if no process will run them."""
-        if self.count:
-            return []
-        orphans = list(self.waiting)
-        self.waiting.clear()
-        return orphans
+        return [] if self.count else self._take_waiting()
 
     @staticmethod
-    def _fail(items: list[_Item], err: BaseException, cause: BaseException | None) -> None:
+    def _fail(items: list[_Item], message: str, cause: BaseException | None) -> None:
+        """Fail each of `items` with a BrokenProcessPool of its own."""
         for item in items:
-            exc = type(err)(*err.args)
+            exc = BrokenProcessPool(message)
             exc.__cause__ = cause
             item.reply.set_exception(exc)
 
@@ -364,10 +367,9 @@ class ProcessPool:
             with self.lock:
                 proc.set_up_failed = True
                 self.starting -= 1
-                orphans, self.waiting = list(self.waiting), deque()
-            self._fail(orphans, BrokenProcessPool(
-                "the process fallback could not set up a process: "
-                f"{type(cause).__name__}: {cause}"), cause)
+                orphans = self._take_waiting()
+            self._fail(orphans, "the process fallback could not set up a process: "
+                       f"{type(cause).__name__}: {cause}", cause)
         return True
 
     def _report(self, proc: _Process, outcome: Any, exc: BaseException | None,
@@ -429,17 +431,14 @@ class ProcessPool:
             item, proc.item = proc.item, None
             if item is not None and not item.sent:
                 item = None  # it never reached the process: its sender puts it back
-            orphans: list[_Item] = []
-            if not (proc.ready or proc.set_up_failed):
-                orphans, self.waiting = list(self.waiting), deque()
+            orphans = [] if proc.ready or proc.set_up_failed else self._take_waiting()
             spawn = self._should_spawn()
         proc.results.close()
         if item is not None:
-            self._fail([item], BrokenProcessPool(
-                f"the process fallback's process {pid} {how} while it ran this task; "
-                "the fallback's other tasks go on"), None)
-        self._fail(orphans, BrokenProcessPool(
-            f"the process fallback's process {pid} {how} while it was being set up"), None)
+            self._fail([item], f"the process fallback's process {pid} {how} while it ran this "
+                       "task; the fallback's other tasks go on", None)
+        self._fail(orphans, f"the process fallback's process {pid} {how} while it was being "
+                   "set up", None)
         if spawn:
             self._spawn()
 
@@ -449,8 +448,7 @@ class ProcessPool:
             self.closing = True
             self.ended = True  # no process starts, no task waits any more
             self.broken = f"{type(exc).__name__}: {exc}"
-            items = list(self.waiting)
-            self.waiting.clear()
+            items = self._take_waiting()
             procs = list(self.idle) + list(self.added)
         for key in list(self.selector.get_map().values()):
             if key.data is not None:
@@ -460,7 +458,7 @@ class ProcessPool:
                 items.append(proc.item)
             proc.process.kill()
             proc.end()
-        self._fail(items, BrokenProcessPool(f"the process fallback failed: {self.broken}"), exc)
+        self._fail(items, f"the process fallback failed: {self.broken}", exc)
 
 
 def _how_it_ended(code: int | None) -> str:
